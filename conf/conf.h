@@ -1,0 +1,98 @@
+/* conf — the phxd configuration: a key table, parsed from text.
+ *
+ * INI style: a global section, then one [endpoint NAME] section per Phoenix
+ * endpoint.  conf_parse_string() parses into a fresh struct and reports the
+ * first error as "FILE:LINE: message"; a reload parses into a new struct and
+ * swaps it in only when it is valid.  docs/phxd.conf.5 describes the format:
+ * `key = value` lines; `#` or `;` starts a comment line; a `#` that follows
+ * whitespace starts a trailing comment, except inside a double-quoted value;
+ * quoted values know the escapes \" and \\ only.
+ */
+#ifndef PHX_CONF_H
+#define PHX_CONF_H
+
+#include <stddef.h>
+
+struct conf_kv {
+	char *key;
+	char *value;
+};
+
+struct conf_endpoint {
+	char *name;
+	char *url;                     /* ws://… or wss://… (required) */
+	struct conf_kv *params;        /* param.KEY = VALUE: connect params */
+	size_t nparams;
+	struct conf_kv *headers;       /* header.NAME = VALUE: extra upgrade headers */
+	size_t nheaders;
+	int tls_verify;                /* default 1 */
+	char *ca_file;                 /* NULL: system CA store */
+	unsigned heartbeat_ms;         /* heartbeat_interval, default 30 s */
+	unsigned connect_timeout_ms;   /* default 10 s */
+	unsigned push_timeout_ms;      /* default 10 s */
+	unsigned join_timeout_ms;      /* default 10 s */
+	char *reconnect_backoff;       /* ms list, default BACKOFF_RECONNECT_DEFAULT */
+	char *rejoin_backoff;          /* ms list, default BACKOFF_REJOIN_DEFAULT */
+	unsigned push_buffer;          /* pushes buffered per channel while not joined, default 100 */
+	size_t max_frame;              /* largest inbound WebSocket message, default 16 MiB */
+	unsigned line;                 /* line of the section header, for messages */
+};
+
+struct conf {
+	char *socket_path;             /* socket, default RUNSTATEDIR "/phxd/phxd.sock" */
+	unsigned socket_mode;          /* socket_mode, octal, default 0660 */
+	size_t max_line;               /* default 1 MiB */
+	size_t client_queue_max;       /* default 4 MiB */
+	unsigned max_clients;          /* default 10000 */
+	int log_level;                 /* log_level, default info (LOG_LVL_INFO) */
+	char *default_endpoint;        /* default: the first endpoint */
+	unsigned default_endpoint_line; /* where it was set, for messages; 0: not from a file */
+	struct conf_endpoint *endpoints;
+	size_t nendpoints;
+};
+
+/* Sets every global default; no endpoints. */
+void conf_init(struct conf *c);
+void conf_free(struct conf *c);
+
+/* Parses text (NUL-terminated) into c (which must come from conf_init()).
+ * 0 on success; -EINVAL with "FILE:LINE: message" in err otherwise (-ENOMEM
+ * when memory is short; c is then to be freed by the caller).  Checks that at
+ * least one endpoint exists and that default_endpoint names one.  file names
+ * the text in messages ("config" when NULL). */
+int conf_parse_string(struct conf *c, const char *text, const char *file,
+		      char *err, size_t errlen);
+/* Same for text[0..len), which may hold NUL bytes (refused with an error
+ * naming the line). */
+int conf_parse_text(struct conf *c, const char *text, size_t len,
+		    const char *file, char *err, size_t errlen);
+/* Reads path (at most CONF_FILE_MAX bytes) and parses it, naming it path in
+ * messages; -errno with the reason in err when unreadable or too large. */
+int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen);
+
+#define CONF_FILE_MAX (1024 * 1024)   /* bytes in a config file */
+#define CONF_LINE_MAX (64 * 1024)     /* bytes in one line, newline excluded */
+#define CONF_NAME_MAX 64              /* endpoint names and param keys */
+
+/* Adds an endpoint with defaults (for command-line use); url may be NULL.
+ * The pointer is valid until the next conf_add_endpoint() (the array may
+ * move).  NULL on ENOMEM. */
+struct conf_endpoint *conf_add_endpoint(struct conf *c, const char *name,
+					const char *url);
+/* Validates what conf_parse_string() validates at its end (endpoints present,
+ * names valid and unique, urls present and valid, default_endpoint known);
+ * 0 or -EINVAL with err (-ENOMEM when a default could not be allocated). */
+int conf_check(struct conf *c, char *err, size_t errlen);
+
+const struct conf_endpoint *conf_endpoint_find(const struct conf *c, const char *name);
+const struct conf_endpoint *conf_default_endpoint(const struct conf *c);
+
+/* "250ms", "10s", "2m", "1h", "30" (seconds) → ms; -EINVAL if malformed or
+ * above 24 h.  *ms is set only on success. */
+int conf_parse_duration(const char *s, unsigned *ms);
+/* "4096", "64k", "16M", "1G" (suffixes k, m, g in any case, powers of 1024)
+ * → bytes; -EINVAL if malformed or when it overflows size_t.  *bytes is set
+ * only on success. */
+int conf_parse_size(const char *s, size_t *bytes);
+
+#endif

@@ -1,0 +1,279 @@
+#include "phx_msg.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "buf.h"
+#include "json.h"
+
+/* Reads a string-or-null element into dst; advances *i.  Returns 1 for a
+ * string, 0 for null, -1 on error. */
+static int elem_str(const char *p, size_t len, size_t *i, char *dst, size_t cap,
+		    size_t *outlen)
+{
+	size_t n = 0;
+	if (*i < len && p[*i] == 'n') {
+		if (*i + 4 > len || memcmp(p + *i, "null", 4) != 0)
+			return -1;
+		*i += 4;
+		dst[0] = '\0';
+		if (outlen)
+			*outlen = 0;
+		return 0;
+	}
+	if (*i >= len || p[*i] != '"')
+		return -1;
+	/* fast path: no escapes */
+	const char *q = memchr(p + *i + 1, '"', len - *i - 1);
+	if (q && !memchr(p + *i + 1, '\\', (size_t)(q - (p + *i + 1)))) {
+		n = (size_t)(q - (p + *i + 1));
+		if (n > cap - 1)
+			return -1;
+		for (size_t k = 0; k < n; k++)
+			if ((unsigned char)p[*i + 1 + k] < 0x20)
+				return -1;
+		memcpy(dst, p + *i + 1, n);
+		*i += n + 2;
+	} else {
+		long r = json_str_decode_to(p + *i, len - *i, dst, cap - 1, &n);
+		if (r < 0 || memchr(dst, '\0', n))
+			return -1;
+		*i += (size_t)r;
+	}
+	dst[n] = '\0';
+	if (outlen)
+		*outlen = n;
+	return 1;
+}
+
+static int expect(const char *p, size_t len, size_t *i, char c)
+{
+	*i = json_ws(p, len, *i);
+	if (*i >= len || p[*i] != c)
+		return -1;
+	*i = json_ws(p, len, *i + 1);
+	return 0;
+}
+
+static int parse_reply(struct phx_msg *m)
+{
+	struct json_span st, resp;
+	if (json_obj_get(m->payload, m->payload_len, "status", &st) < 0 ||
+	    st.len < 2 || st.p[0] != '"')
+		return -EINVAL;
+	size_t n;
+	if (json_str_decode_to(st.p, st.len, m->status, sizeof(m->status) - 1, &n) < 0)
+		return -EINVAL;
+	m->status[n] = '\0';
+	if (json_obj_get(m->payload, m->payload_len, "response", &resp) < 0) {
+		resp.p = "{}";
+		resp.len = 2;
+	}
+	m->response = resp.p;
+	m->response_len = resp.len;
+	m->is_reply = 1;
+	return 0;
+}
+
+int phx_decode_json(const char *p, size_t len, struct phx_msg *m)
+{
+	size_t i = json_ws(p, len, 0);
+	int r;
+
+	m->binary = 0;
+	m->is_reply = 0;
+	if (i >= len || p[i] != '[')
+		return -EINVAL;
+	i = json_ws(p, len, i + 1);
+	if ((r = elem_str(p, len, &i, m->join_ref, sizeof(m->join_ref), NULL)) < 0)
+		return -EINVAL;
+	m->has_join_ref = r;
+	if (expect(p, len, &i, ',') < 0)
+		return -EINVAL;
+	if ((r = elem_str(p, len, &i, m->ref, sizeof(m->ref), NULL)) < 0)
+		return -EINVAL;
+	m->has_ref = r;
+	if (expect(p, len, &i, ',') < 0)
+		return -EINVAL;
+	if (elem_str(p, len, &i, m->topic, sizeof(m->topic), &m->topic_len) != 1 ||
+	    m->topic_len == 0)
+		return -EINVAL;
+	if (expect(p, len, &i, ',') < 0)
+		return -EINVAL;
+	if (elem_str(p, len, &i, m->event, sizeof(m->event), &m->event_len) != 1 ||
+	    m->event_len == 0)
+		return -EINVAL;
+	if (expect(p, len, &i, ',') < 0)
+		return -EINVAL;
+	long n = json_skip(p + i, len - i, NULL);
+	if (n < 0)
+		return -EINVAL;
+	m->payload = p + i;
+	m->payload_len = (size_t)n;
+	i += (size_t)n;
+	if (expect(p, len, &i, ']') < 0 || i != len)
+		return -EINVAL;
+	if (m->event_len == 9 && memcmp(m->event, "phx_reply", 9) == 0)
+		return parse_reply(m);
+	return 0;
+}
+
+/* Copies a length-prefixed field of a binary frame. */
+static int bin_field(const unsigned char *p, size_t len, size_t *i, size_t flen,
+		     char *dst, size_t cap)
+{
+	if (flen > len - *i || flen > cap - 1)
+		return -1;
+	memcpy(dst, p + *i, flen);
+	dst[flen] = '\0';
+	if (memchr(dst, '\0', flen))
+		return -1;
+	*i += flen;
+	return 0;
+}
+
+int phx_decode_binary(const void *data, size_t len, struct phx_msg *m)
+{
+	const unsigned char *p = data;
+	size_t i, jl = 0, rl = 0, tl, el;
+
+	memset(m, 0, offsetof(struct phx_msg, join_ref));
+	m->binary = 1;
+	m->is_reply = 0;
+	if (len < 1)
+		return -EINVAL;
+	switch (p[0]) {
+	case PHX_BIN_PUSH:
+		if (len < 4)
+			return -EINVAL;
+		jl = p[1]; tl = p[2]; el = p[3];
+		i = 4;
+		break;
+	case PHX_BIN_REPLY:
+		if (len < 5)
+			return -EINVAL;
+		jl = p[1]; rl = p[2]; tl = p[3]; el = p[4];
+		i = 5;
+		break;
+	case PHX_BIN_BROADCAST:
+		if (len < 3)
+			return -EINVAL;
+		tl = p[1]; el = p[2];
+		i = 3;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (tl == 0 || (p[0] != PHX_BIN_REPLY && el == 0))
+		return -EINVAL;
+	if (bin_field(p, len, &i, jl, m->join_ref, sizeof(m->join_ref)) < 0 ||
+	    bin_field(p, len, &i, rl, m->ref, sizeof(m->ref)) < 0 ||
+	    bin_field(p, len, &i, tl, m->topic, sizeof(m->topic)) < 0)
+		return -EINVAL;
+	m->has_join_ref = p[0] != PHX_BIN_BROADCAST && jl > 0;
+	m->has_ref = rl > 0;
+	m->topic_len = tl;
+	if (p[0] == PHX_BIN_REPLY) {
+		if (bin_field(p, len, &i, el, m->status, sizeof(m->status)) < 0)
+			return -EINVAL;
+		memcpy(m->event, "phx_reply", 10);
+		m->event_len = 9;
+		m->is_reply = 1;
+		m->response = (const char *)p + i;
+		m->response_len = len - i;
+	} else {
+		if (bin_field(p, len, &i, el, m->event, sizeof(m->event)) < 0)
+			return -EINVAL;
+		m->event_len = el;
+	}
+	m->payload = (const char *)p + i;
+	m->payload_len = len - i;
+	return 0;
+}
+
+int phx_decode_binary_client(const void *data, size_t len, struct phx_msg *m)
+{
+	const unsigned char *p = data;
+	size_t i = 5;
+
+	memset(m, 0, offsetof(struct phx_msg, join_ref));
+	m->binary = 1;
+	if (len < 5 || p[0] != PHX_BIN_PUSH || p[3] == 0 || p[4] == 0)
+		return -EINVAL;
+	if (bin_field(p, len, &i, p[1], m->join_ref, sizeof(m->join_ref)) < 0 ||
+	    bin_field(p, len, &i, p[2], m->ref, sizeof(m->ref)) < 0 ||
+	    bin_field(p, len, &i, p[3], m->topic, sizeof(m->topic)) < 0 ||
+	    bin_field(p, len, &i, p[4], m->event, sizeof(m->event)) < 0)
+		return -EINVAL;
+	m->has_join_ref = p[1] > 0;
+	m->has_ref = p[2] > 0;
+	m->topic_len = p[3];
+	m->event_len = p[4];
+	m->payload = (const char *)p + i;
+	m->payload_len = len - i;
+	return 0;
+}
+
+static int put_ref(struct buf *out, const char *ref)
+{
+	if (!ref)
+		return buf_append(out, "null", 4);
+	return json_put_str(out, ref, strlen(ref));
+}
+
+int phx_encode_json(struct buf *out, const char *join_ref, const char *ref,
+		    const char *topic, size_t tlen, const char *event, size_t elen,
+		    const char *payload, size_t plen)
+{
+	size_t mark = buf_len(out);
+	int r;
+	/* reserve once so the common case does not regrow */
+	if (!buf_reserve(out, tlen + elen + plen + 48))
+		return -errno;
+	if ((r = buf_putc(out, '[')) < 0 ||
+	    (r = put_ref(out, join_ref)) < 0 ||
+	    (r = buf_putc(out, ',')) < 0 ||
+	    (r = put_ref(out, ref)) < 0 ||
+	    (r = buf_putc(out, ',')) < 0 ||
+	    (r = json_put_str(out, topic, tlen)) < 0 ||
+	    (r = buf_putc(out, ',')) < 0 ||
+	    (r = json_put_str(out, event, elen)) < 0 ||
+	    (r = buf_putc(out, ',')) < 0 ||
+	    (r = (plen ? buf_append(out, payload, plen) : buf_append(out, "{}", 2))) < 0 ||
+	    (r = buf_putc(out, ']')) < 0) {
+		buf_truncate(out, mark);
+		return r;
+	}
+	return 0;
+}
+
+int phx_encode_binary_push(struct buf *out, const char *join_ref, const char *ref,
+			   const char *topic, size_t tlen, const char *event,
+			   size_t elen, const void *data, size_t dlen)
+{
+	size_t jl = join_ref ? strlen(join_ref) : 0, rl = ref ? strlen(ref) : 0;
+	if (jl > 255 || rl > 255 || tlen > 255 || elen > 255 || !tlen || !elen)
+		return -EINVAL;
+	size_t total = 5 + jl + rl + tlen + elen + dlen;
+	char *w = buf_reserve(out, total);
+	if (!w)
+		return -errno;
+	w[0] = PHX_BIN_PUSH;
+	w[1] = (char)jl;
+	w[2] = (char)rl;
+	w[3] = (char)tlen;
+	w[4] = (char)elen;
+	size_t i = 5;
+	if (jl)
+		memcpy(w + i, join_ref, jl);
+	i += jl;
+	if (rl)
+		memcpy(w + i, ref, rl);
+	i += rl;
+	memcpy(w + i, topic, tlen); i += tlen;
+	memcpy(w + i, event, elen); i += elen;
+	if (dlen)
+		memcpy(w + i, data, dlen);
+	buf_commit(out, total);
+	return 0;
+}

@@ -1,0 +1,1006 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "router.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "b64.h"
+#include "conf/conf.h"
+#include "ipc/ipc_server.h"
+#include "json.h"
+#include "log.h"
+#include "phx_msg.h"
+#include "util.h"
+
+/* One client's membership in one channel. */
+struct sub {
+	struct list_node chan_node;     /* chan->subs */
+	struct chan *chan;
+	struct ipc_client *client;
+	int pending;                    /* its JOIN awaits the server */
+	uint64_t deadline;              /* of that JOIN, ms */
+	char tag[IPC_TAG_MAX + 1];
+};
+
+/* A PUSH or BPUSH from a client, until it is answered. */
+struct push {
+	struct list_node ep_node;       /* ep->pushes, deadline order */
+	struct list_node chan_node;     /* chan->pushes while the channel lives */
+	struct list_node client_node;   /* client->pushes while the client lives */
+	struct endpoint *ep;
+	struct chan *chan;              /* NULL once the channel is gone */
+	struct ipc_client *client;      /* NULL once the client is gone */
+	uint64_t deadline;
+	int inflight;                   /* sent; ref is in ep->inflight */
+	int binary;
+	char ref[24];
+	char tag[IPC_TAG_MAX + 1];
+	size_t topic_len, event_len, payload_len;
+	char *event, *payload;          /* held while buffered; NULL once sent */
+	char topic[];
+};
+
+static const char *const EMPTY_OBJ = "{}";
+
+static void chan_send_join(struct chan *ch);
+static void chan_destroy(struct chan *ch, int send_leave);
+static void push_free(struct push *p);
+
+/* ------------------------------------------------------------ helpers */
+
+static void tag_copy(char *dst, const struct ipc_str *tag)
+{
+	size_t n = tag->len < IPC_TAG_MAX ? tag->len : IPC_TAG_MAX;
+	if (n)
+		memcpy(dst, tag->p, n);
+	dst[n] = '\0';
+}
+
+static struct ipc_str tag_of(const char *tag)
+{
+	struct ipc_str t = { tag, strlen(tag) };
+	return t;
+}
+
+static void reply_ok(struct ipc_client *c, const char *tag, const char *verb,
+		     const char *target, size_t tlen, const char *payload, size_t plen)
+{
+	struct ipc_str t = tag_of(tag);
+	ipc_client_wrote(c, ipc_fmt_reply(ipc_client_out(c), 1, 0, &t, verb, target, tlen,
+					  payload, plen));
+}
+
+static void reply_err(struct ipc_client *c, const char *tag, const char *verb,
+		      const char *target, size_t tlen, const char *reason, const char *detail)
+{
+	struct ipc_str t = tag_of(tag);
+	ipc_client_wrote(c, ipc_fmt_error(ipc_client_out(c), &t, verb, target, tlen,
+					  reason, detail));
+}
+
+/* Sends a server response as our error payload: it is passed on as it came
+ * when it is an object, else wrapped. */
+static void reply_server_err(struct ipc_client *c, const char *tag, const char *verb,
+			     const char *target, size_t tlen, const char *resp, size_t rlen)
+{
+	if (rlen && resp[0] == '{') {
+		struct ipc_str t = tag_of(tag);
+		ipc_client_wrote(c, ipc_fmt_reply(ipc_client_out(c), 0, 0, &t, verb, target,
+						  tlen, resp, rlen));
+		return;
+	}
+	reply_err(c, tag, verb, target, tlen, "error", NULL);
+}
+
+static void state_line(struct chan *ch, struct ipc_client *c, const char *state,
+		       const char *payload, size_t plen)
+{
+	ipc_client_wrote(c, ipc_fmt_state(ipc_client_out(c), ch->topic, ch->topic_len,
+					  state, payload, plen));
+}
+
+/* {"reason":R,"detail":D} into rt->line's scratch; returns its span. */
+static struct json_span reason_obj(struct router *rt, const char *reason, const char *detail)
+{
+	struct buf *b = &rt->line;
+	buf_reset(b);
+	buf_puts(b, "{\"reason\":");
+	json_put_str(b, reason, strlen(reason));
+	if (detail && *detail) {
+		buf_puts(b, ",\"detail\":");
+		json_put_str(b, detail, strlen(detail));
+	}
+	buf_putc(b, '}');
+	struct json_span s = { buf_rptr(b), buf_len(b) };
+	return s;
+}
+
+static void client_pending_dec(struct ipc_client *c)
+{
+	if (c->npending)
+		c->npending--;
+	ipc_client_check_done(c);
+}
+
+/* ---------------------------------------------------------------- push */
+
+static void push_arm_timer(struct endpoint *ep)
+{
+	struct router *rt = ep->rt;
+	if (list_empty(&ep->pushes)) {
+		ev_timer_stop(rt->loop, &ep->push_timer);
+		return;
+	}
+	struct push *p = container_of(ep->pushes.next, struct push, ep_node);
+	uint64_t now = util_now_ms();
+	double in = p->deadline > now ? (double)(p->deadline - now) / 1000.0 : 0.;
+	ev_timer_stop(rt->loop, &ep->push_timer);
+	ev_timer_set(&ep->push_timer, in + 0.001, 0.);
+	ev_timer_start(rt->loop, &ep->push_timer);
+}
+
+/* Unlinks and frees a push; the client's pending count drops. */
+static void push_free(struct push *p)
+{
+	struct endpoint *ep = p->ep;
+	int was_head = ep->pushes.next == &p->ep_node;
+	list_del(&p->ep_node);
+	list_del(&p->chan_node);
+	if (p->chan && !p->inflight && p->chan->nbuffered)
+		p->chan->nbuffered--;
+	if (p->inflight)
+		hmap_del(&ep->inflight, p->ref, strlen(p->ref));
+	struct ipc_client *c = p->client;
+	list_del(&p->client_node);
+	free(p);
+	if (was_head)
+		push_arm_timer(ep);
+	if (c)
+		client_pending_dec(c);
+}
+
+static const char *push_verb(const struct push *p)
+{
+	return p->binary ? "BPUSH" : "PUSH";
+}
+
+static void push_fail(struct push *p, const char *reason, const char *detail)
+{
+	if (p->client)
+		reply_err(p->client, p->tag, push_verb(p), p->topic, p->topic_len, reason, detail);
+	push_free(p);
+}
+
+/* Sends a buffered push now that its channel is joined. */
+static int push_send(struct push *p)
+{
+	struct chan *ch = p->chan;
+	struct up_conn *up = &p->ep->up;
+	char ref[24];
+	up_conn_next_ref(up, ref);
+	int r = p->binary ?
+		up_conn_send_binary(up, ch->join_ref, ref, ch->topic, ch->topic_len,
+				    p->event, p->event_len, p->payload, p->payload_len) :
+		up_conn_send_json(up, ch->join_ref, ref, ch->topic, ch->topic_len,
+				  p->event, p->event_len, p->payload, p->payload_len);
+	if (r < 0)
+		return r;
+	memcpy(p->ref, ref, sizeof(ref));
+	if (hmap_put(&p->ep->inflight, p->ref, strlen(p->ref), p) < 0)
+		return -ENOMEM;
+	if (ch->nbuffered)
+		ch->nbuffered--;
+	p->inflight = 1;
+	ch->msgs_out++;
+	return 0;
+}
+
+static void chan_flush_buffered(struct chan *ch)
+{
+	struct list_node *n, *t;
+	list_for_each_safe(n, t, &ch->pushes) {
+		struct push *p = container_of(n, struct push, chan_node);
+		if (p->inflight)
+			continue;
+		int r = push_send(p);
+		if (r < 0) {
+			push_fail(p, "upstream unavailable", strerror(-r));
+			continue;
+		}
+	}
+}
+
+static void push_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct endpoint *ep = container_of(w, struct endpoint, push_timer);
+	uint64_t now = util_now_ms();
+	(void)loop;
+	(void)revents;
+	while (!list_empty(&ep->pushes)) {
+		struct push *p = container_of(ep->pushes.next, struct push, ep_node);
+		if (p->deadline > now)
+			break;
+		ep->rt->timeouts++;
+		if (!p->inflight && !up_conn_is_open(&ep->up))
+			push_fail(p, "upstream unavailable", ep->up.last_error);
+		else
+			push_fail(p, "timeout", p->inflight ? "no reply from the server" :
+				  "channel not joined in time");
+	}
+	push_arm_timer(ep);
+}
+
+/* Answers in-flight pushes of a channel (or detaches them from it). */
+static void chan_fail_pushes(struct chan *ch, int inflight_too, const char *reason,
+			     const char *detail)
+{
+	struct list_node *n, *t;
+	list_for_each_safe(n, t, &ch->pushes) {
+		struct push *p = container_of(n, struct push, chan_node);
+		if (p->inflight && !inflight_too)
+			continue;
+		push_fail(p, reason, detail);
+	}
+}
+
+/* -------------------------------------------------------------- chans */
+
+static void join_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void rejoin_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+static struct chan *chan_new(struct endpoint *ep, const char *topic, size_t tlen,
+			     const char *params, size_t plen)
+{
+	struct chan *ch = calloc(1, sizeof(*ch) + tlen + 1);
+	if (!ch)
+		return NULL;
+	ch->ep = ep;
+	memcpy(ch->topic, topic, tlen);
+	ch->topic_len = tlen;
+	buf_init(&ch->params, 0);
+	buf_init(&ch->resp, 0);
+	list_init(&ch->subs);
+	list_init(&ch->pushes);
+	if (backoff_parse(&ch->rejoin_bo, ep->conf->rejoin_backoff, 25) < 0)
+		backoff_parse(&ch->rejoin_bo, BACKOFF_REJOIN_DEFAULT, 25);
+	ev_timer_init(&ch->rejoin_timer, rejoin_timer_cb, 0., 0.);
+	ev_timer_init(&ch->join_timer, join_timer_cb, 0., 0.);
+	if ((plen ? buf_append(&ch->params, params, plen) : buf_puts(&ch->params, EMPTY_OBJ)) < 0 ||
+	    hmap_put(&ep->chans, ch->topic, tlen, ch) < 0) {
+		buf_free(&ch->params);
+		free(ch);
+		return NULL;
+	}
+	return ch;
+}
+
+static void sub_unlink(struct sub *s)
+{
+	struct chan *ch = s->chan;
+	list_del(&s->chan_node);
+	ch->nsubs--;
+	if (s->pending) {
+		ch->npending--;
+		client_pending_dec(s->client);
+	}
+	hmap_del(&s->client->subs, ch->topic, ch->topic_len);
+	free(s);
+}
+
+static void chan_arm_join_timer(struct chan *ch)
+{
+	struct router *rt = ch->ep->rt;
+	uint64_t first = UINT64_MAX;
+	struct list_node *n, *t;
+	list_for_each_safe(n, t, &ch->subs) {
+		struct sub *s = container_of(n, struct sub, chan_node);
+		if (s->pending && s->deadline < first)
+			first = s->deadline;
+	}
+	ev_timer_stop(rt->loop, &ch->join_timer);
+	if (first == UINT64_MAX)
+		return;
+	uint64_t now = util_now_ms();
+	ev_timer_set(&ch->join_timer, first > now ? (double)(first - now) / 1000.0 + 0.001 : 0.001, 0.);
+	ev_timer_start(rt->loop, &ch->join_timer);
+}
+
+static void join_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct chan *ch = container_of(w, struct chan, join_timer);
+	struct endpoint *ep = ch->ep;
+	uint64_t now = util_now_ms();
+	struct list_node *n, *t;
+	(void)loop;
+	(void)revents;
+	list_for_each_safe(n, t, &ch->subs) {
+		struct sub *s = container_of(n, struct sub, chan_node);
+		if (!s->pending || s->deadline > now)
+			continue;
+		ep->rt->timeouts++;
+		if (up_conn_is_open(&ep->up))
+			reply_err(s->client, s->tag, "JOIN", ch->topic, ch->topic_len, "timeout",
+				  "no join reply from the server");
+		else
+			reply_err(s->client, s->tag, "JOIN", ch->topic, ch->topic_len,
+				  "upstream unavailable", ep->up.last_error);
+		sub_unlink(s);
+	}
+	if (ch->nsubs == 0) {
+		chan_destroy(ch, 1);
+		return;
+	}
+	chan_arm_join_timer(ch);
+}
+
+static void chan_schedule_rejoin(struct chan *ch)
+{
+	struct router *rt = ch->ep->rt;
+	unsigned ms = backoff_next(&ch->rejoin_bo, util_rand32());
+	ch->state = CH_ERRORED;
+	ev_timer_stop(rt->loop, &ch->rejoin_timer);
+	ev_timer_set(&ch->rejoin_timer, ms / 1000.0, 0.);
+	ev_timer_start(rt->loop, &ch->rejoin_timer);
+	log_info("endpoint '%s': rejoining '%s' in %u ms", ch->ep->conf->name, ch->topic, ms);
+}
+
+static void rejoin_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct chan *ch = container_of(w, struct chan, rejoin_timer);
+	(void)loop;
+	(void)revents;
+	if (ch->state != CH_ERRORED)
+		return;
+	if (up_conn_is_open(&ch->ep->up))
+		chan_send_join(ch);
+	else
+		ch->state = CH_WAIT_UP;
+}
+
+static void chan_send_join(struct chan *ch)
+{
+	struct up_conn *up = &ch->ep->up;
+	if (!up_conn_is_open(up)) {
+		ch->state = CH_WAIT_UP;
+		up_conn_start(up);
+		return;
+	}
+	up_conn_next_ref(up, ch->join_ref);
+	if (up_conn_send_json(up, ch->join_ref, ch->join_ref, ch->topic, ch->topic_len,
+			      "phx_join", 8, buf_rptr(&ch->params), buf_len(&ch->params)) < 0) {
+		ch->state = CH_WAIT_UP;
+		return;
+	}
+	ch->state = CH_JOINING;
+}
+
+/* Sends every subscriber that is joined (not pending) the same line. */
+static void chan_state_all(struct chan *ch, const char *state, const char *payload,
+			   size_t plen)
+{
+	struct list_node *n, *t;
+	list_for_each_safe(n, t, &ch->subs) {
+		struct sub *s = container_of(n, struct sub, chan_node);
+		if (!s->pending)
+			state_line(ch, s->client, state, payload, plen);
+	}
+}
+
+/* Frees the channel.  send_leave: tell the server (we left); otherwise the
+ * server ended it. */
+static void chan_destroy(struct chan *ch, int send_leave)
+{
+	struct endpoint *ep = ch->ep;
+	struct router *rt = ep->rt;
+	struct list_node *n, *t;
+
+	if (send_leave && (ch->state == CH_JOINING || ch->state == CH_JOINED) &&
+	    up_conn_is_open(&ep->up)) {
+		char ref[24];
+		up_conn_next_ref(&ep->up, ref);
+		up_conn_send_json(&ep->up, ch->join_ref, ref, ch->topic, ch->topic_len,
+				  "phx_leave", 9, EMPTY_OBJ, 2);
+	}
+	/* Buffered pushes die with the channel; pushes in flight keep waiting
+	 * for their reply (the server answers them before the leave). */
+	list_for_each_safe(n, t, &ch->pushes) {
+		struct push *p = container_of(n, struct push, chan_node);
+		if (!p->inflight) {
+			push_fail(p, "channel closed", "the channel ended before the push was sent");
+			continue;
+		}
+		list_del(&p->chan_node);
+		p->chan = NULL;
+	}
+	list_for_each_safe(n, t, &ch->subs)
+		sub_unlink(container_of(n, struct sub, chan_node));
+	ev_timer_stop(rt->loop, &ch->rejoin_timer);
+	ev_timer_stop(rt->loop, &ch->join_timer);
+	hmap_del(&ep->chans, ch->topic, ch->topic_len);
+	buf_free(&ch->params);
+	buf_free(&ch->resp);
+	free(ch);
+}
+
+/* The server closed or refused the channel for good. */
+static void chan_end(struct chan *ch, const char *payload, size_t plen, const char *verb_for_pending)
+{
+	struct list_node *n, *t;
+	list_for_each_safe(n, t, &ch->subs) {
+		struct sub *s = container_of(n, struct sub, chan_node);
+		if (s->pending)
+			reply_server_err(s->client, s->tag, verb_for_pending, ch->topic,
+					 ch->topic_len, payload, plen);
+		else
+			state_line(ch, s->client, "closed", payload, plen);
+	}
+	chan_fail_pushes(ch, 1, "channel closed", "closed by the server");
+	chan_destroy(ch, 0);
+}
+
+/* --------------------------------------------------- upstream messages */
+
+static void on_join_reply(struct chan *ch, const struct phx_msg *m)
+{
+	struct router *rt = ch->ep->rt;
+	struct list_node *n, *t;
+	const char *resp = m->binary ? EMPTY_OBJ : m->response;
+	size_t rlen = m->binary ? 2 : m->response_len;
+
+	if (strcmp(m->status, "ok") == 0) {
+		int rejoined = ch->ever_joined;
+		ch->state = CH_JOINED;
+		ch->ever_joined = 1;
+		backoff_reset(&ch->rejoin_bo);
+		buf_reset(&ch->resp);
+		if (buf_append(&ch->resp, resp, rlen) < 0)
+			buf_puts(&ch->resp, EMPTY_OBJ);
+		list_for_each_safe(n, t, &ch->subs) {
+			struct sub *s = container_of(n, struct sub, chan_node);
+			if (s->pending) {
+				s->pending = 0;
+				ch->npending--;
+				reply_ok(s->client, s->tag, "JOIN", ch->topic, ch->topic_len, resp, rlen);
+				client_pending_dec(s->client);
+			} else if (rejoined) {
+				state_line(ch, s->client, "rejoined", resp, rlen);
+			}
+		}
+		ev_timer_stop(rt->loop, &ch->join_timer);
+		if (rejoined)
+			log_info("endpoint '%s': rejoined '%s'", ch->ep->conf->name, ch->topic);
+		chan_flush_buffered(ch);
+		return;
+	}
+	rt->join_errors++;
+	if (!ch->ever_joined) {
+		/* refused: every waiting client hears the server's reason */
+		chan_end(ch, resp, rlen, "JOIN");
+		return;
+	}
+	/* a refused rejoin: keep trying; subscribers hear why */
+	log_warn("endpoint '%s': rejoin of '%s' refused: %.*s", ch->ep->conf->name, ch->topic,
+		 (int)(rlen > 200 ? 200 : rlen), resp);
+	chan_state_all(ch, "rejoining", resp, rlen);
+	chan_schedule_rejoin(ch);
+}
+
+static void on_push_reply(struct endpoint *ep, const struct phx_msg *m)
+{
+	struct push *p = hmap_get(&ep->inflight, m->ref, strlen(m->ref));
+	if (!p || p->topic_len != m->topic_len || memcmp(p->topic, m->topic, m->topic_len))
+		return; /* a leave's reply, or a push already answered */
+	ep->rt->replies++;
+	if (p->client) {
+		int ok = strcmp(m->status, "ok") == 0;
+		struct ipc_str t = tag_of(p->tag);
+		if (m->binary)
+			ipc_client_wrote(p->client, ipc_fmt_reply(ipc_client_out(p->client), ok, 1,
+								   &t, push_verb(p), p->topic,
+								   p->topic_len, m->response,
+								   m->response_len));
+		else if (ok || (m->response_len && m->response[0] == '{'))
+			ipc_client_wrote(p->client, ipc_fmt_reply(ipc_client_out(p->client), ok, 0,
+								   &t, push_verb(p), p->topic,
+								   p->topic_len, m->response,
+								   m->response_len));
+		else
+			reply_err(p->client, p->tag, push_verb(p), p->topic, p->topic_len,
+				  m->status, NULL);
+	}
+	push_free(p);
+}
+
+static void deliver_event(struct chan *ch, const struct phx_msg *m)
+{
+	struct router *rt = ch->ep->rt;
+	struct buf *line = &rt->line;
+	struct list_node *n, *t;
+
+	ch->msgs_in++;
+	ch->bytes_in += m->payload_len;
+	rt->events_in++;
+	buf_reset(line);
+	if (ipc_fmt_event(line, m->binary, ch->topic, ch->topic_len, m->event, m->event_len,
+			  m->payload, m->payload_len) < 0) {
+		/* e.g. an event name with a space cannot be written on a line */
+		rt->events_dropped++;
+		log_info("endpoint '%s': dropped event '%s' on '%s': not writable as a line",
+			 ch->ep->conf->name, m->event, ch->topic);
+		return;
+	}
+	list_for_each_safe(n, t, &ch->subs) {
+		struct sub *s = container_of(n, struct sub, chan_node);
+		if (s->pending)
+			continue;
+		rt->deliveries++;
+		ipc_client_write(s->client, buf_rptr(line), buf_len(line));
+	}
+	if (line->cap > 65536)
+		buf_free(line);
+}
+
+static void up_on_message(struct up_conn *up, const struct phx_msg *m)
+{
+	struct endpoint *ep = up->owner;
+	struct chan *ch = hmap_get(&ep->chans, m->topic, m->topic_len);
+
+	if (m->is_reply) {
+		if (ch && ch->state == CH_JOINING && m->has_ref && strcmp(m->ref, ch->join_ref) == 0) {
+			on_join_reply(ch, m);
+			return;
+		}
+		if (m->has_ref)
+			on_push_reply(ep, m);
+		return;
+	}
+	if (!ch)
+		return;
+	/* messages of an older join of this topic are stale */
+	if (m->has_join_ref && strcmp(m->join_ref, ch->join_ref) != 0)
+		return;
+	if (!m->binary && m->event_len == 9 && memcmp(m->event, "phx_error", 9) == 0) {
+		if (ch->state != CH_JOINED && ch->state != CH_JOINING)
+			return;
+		log_warn("endpoint '%s': channel '%s' crashed (phx_error)", ep->conf->name, ch->topic);
+		struct json_span r = reason_obj(ep->rt, "channel error", NULL);
+		if (m->payload_len > 2 && m->payload[0] == '{')
+			r = (struct json_span){ m->payload, m->payload_len };
+		chan_state_all(ch, "rejoining", r.p, r.len);
+		chan_fail_pushes(ch, 1, "channel error", "the channel crashed on the server");
+		chan_schedule_rejoin(ch);
+		return;
+	}
+	if (!m->binary && m->event_len == 9 && memcmp(m->event, "phx_close", 9) == 0) {
+		struct json_span r = reason_obj(ep->rt, "closed by server", NULL);
+		log_info("endpoint '%s': server closed channel '%s'", ep->conf->name, ch->topic);
+		chan_end(ch, r.p, r.len, "JOIN");
+		return;
+	}
+	deliver_event(ch, m);
+}
+
+static void up_on_open(struct up_conn *up)
+{
+	struct endpoint *ep = up->owner;
+	struct chan *ch;
+	for (size_t i = 0; (ch = hmap_next(&ep->chans, &i));) {
+		ev_timer_stop(ep->rt->loop, &ch->rejoin_timer);
+		backoff_reset(&ch->rejoin_bo);
+		chan_send_join(ch);
+	}
+}
+
+static void up_on_down(struct up_conn *up, const char *reason)
+{
+	struct endpoint *ep = up->owner;
+	struct router *rt = ep->rt;
+	struct chan *ch;
+	struct json_span r = reason_obj(rt, "disconnected", reason);
+	/* reason_obj's scratch is reused below: keep a copy */
+	char payload[400];
+	size_t plen = r.len < sizeof(payload) ? r.len : 0;
+	memcpy(payload, r.p, plen);
+	if (!plen) {
+		memcpy(payload, "{\"reason\":\"disconnected\"}", 25);
+		plen = 25;
+	}
+	for (size_t i = 0; (ch = hmap_next(&ep->chans, &i));) {
+		ev_timer_stop(rt->loop, &ch->rejoin_timer);
+		if (ch->state == CH_WAIT_UP)
+			continue;
+		if (ch->state == CH_JOINED || ch->ever_joined)
+			chan_state_all(ch, "rejoining", payload, plen);
+		ch->state = CH_WAIT_UP;
+	}
+	/* pushes on the wire are lost with the connection: say so now */
+	struct list_node *n, *t;
+	list_for_each_safe(n, t, &ep->pushes) {
+		struct push *p = container_of(n, struct push, ep_node);
+		if (p->inflight)
+			push_fail(p, "disconnected", reason);
+	}
+}
+
+static int up_wanted(struct up_conn *up)
+{
+	struct endpoint *ep = up->owner;
+	return ep->chans.n > 0;
+}
+
+static const struct up_callbacks router_up_cbs = {
+	.on_open = up_on_open,
+	.on_message = up_on_message,
+	.on_down = up_on_down,
+	.wanted = up_wanted,
+};
+
+/* ----------------------------------------------------- local commands */
+
+static void cmd_join(struct router *rt, struct ipc_client *c, const struct ipc_cmd *cmd,
+		     const char *tag)
+{
+	struct endpoint *ep = &rt->eps[c->ep];
+	const char *topic = cmd->target.p;
+	size_t tlen = cmd->target.len;
+
+	if (tlen == 7 && memcmp(topic, "phoenix", 7) == 0) {
+		reply_err(c, tag, "JOIN", topic, tlen, "bad topic", "\"phoenix\" is reserved for heartbeats");
+		return;
+	}
+	if (hmap_get(&c->subs, topic, tlen)) {
+		reply_err(c, tag, "JOIN", topic, tlen, "already joined", NULL);
+		return;
+	}
+	struct chan *ch = hmap_get(&ep->chans, topic, tlen);
+	int fresh = 0;
+	if (!ch) {
+		ch = chan_new(ep, topic, tlen, cmd->payload.p, cmd->payload.len);
+		if (!ch) {
+			reply_err(c, tag, "JOIN", topic, tlen, "out of memory", NULL);
+			return;
+		}
+		fresh = 1;
+	}
+	struct sub *s = calloc(1, sizeof(*s));
+	if (!s || hmap_put(&c->subs, ch->topic, ch->topic_len, s) < 0) {
+		free(s);
+		reply_err(c, tag, "JOIN", topic, tlen, "out of memory", NULL);
+		if (fresh)
+			chan_destroy(ch, 0);
+		return;
+	}
+	s->chan = ch;
+	s->client = c;
+	memcpy(s->tag, tag, strlen(tag) + 1);
+	list_add_tail(&ch->subs, &s->chan_node);
+	ch->nsubs++;
+	rt->joins++;
+	if (ch->state == CH_JOINED) {
+		reply_ok(c, tag, "JOIN", ch->topic, ch->topic_len, buf_rptr(&ch->resp),
+			 buf_len(&ch->resp));
+		return;
+	}
+	s->pending = 1;
+	s->deadline = util_now_ms() + ep->conf->join_timeout_ms;
+	ch->npending++;
+	c->npending++;
+	if (!ev_is_active(&ch->join_timer))
+		chan_arm_join_timer(ch);
+	if (fresh)
+		chan_send_join(ch);
+}
+
+static void cmd_leave(struct router *rt, struct ipc_client *c, const struct ipc_cmd *cmd,
+		      const char *tag)
+{
+	struct sub *s = hmap_get(&c->subs, cmd->target.p, cmd->target.len);
+	if (!s) {
+		reply_err(c, tag, "LEAVE", cmd->target.p, cmd->target.len, "not joined", NULL);
+		return;
+	}
+	struct chan *ch = s->chan;
+	if (s->pending)
+		reply_err(c, s->tag, "JOIN", ch->topic, ch->topic_len, "cancelled",
+			  "left before the join completed");
+	reply_ok(c, tag, "LEAVE", ch->topic, ch->topic_len, EMPTY_OBJ, 2);
+	sub_unlink(s);
+	rt->leaves++;
+	if (ch->nsubs == 0)
+		chan_destroy(ch, 1);
+	else if (ch->npending == 0)
+		ev_timer_stop(rt->loop, &ch->join_timer);
+}
+
+static void cmd_push(struct router *rt, struct ipc_client *c, const struct ipc_cmd *cmd,
+		     const char *tag, int binary)
+{
+	const char *verb = binary ? "BPUSH" : "PUSH";
+	struct sub *s = hmap_get(&c->subs, cmd->target.p, cmd->target.len);
+	if (!s) {
+		reply_err(c, tag, verb, cmd->target.p, cmd->target.len, "not joined", NULL);
+		return;
+	}
+	struct chan *ch = s->chan;
+	struct endpoint *ep = ch->ep;
+	const char *payload = cmd->payload.p;
+	size_t plen = cmd->payload.len;
+	if (binary) {
+		buf_reset(&rt->bin);
+		if (b64_decode(&rt->bin, cmd->payload.p, cmd->payload.len) < 0) {
+			reply_err(c, tag, verb, ch->topic, ch->topic_len, "invalid base64", NULL);
+			return;
+		}
+		payload = buf_rptr(&rt->bin);
+		plen = buf_len(&rt->bin);
+		if (ch->topic_len > 255 || cmd->event.len > 255) {
+			reply_err(c, tag, verb, ch->topic, ch->topic_len, "bad topic",
+				  "binary pushes take topics and events of at most 255 bytes");
+			return;
+		}
+	} else if (!plen) {
+		payload = EMPTY_OBJ;
+		plen = 2;
+	}
+	int send_now = ch->state == CH_JOINED && up_conn_is_open(&ep->up);
+	if (!send_now && ch->nbuffered >= ep->conf->push_buffer) {
+		reply_err(c, tag, verb, ch->topic, ch->topic_len, "push buffer full", NULL);
+		return;
+	}
+	size_t extra = send_now ? 0 : cmd->event.len + 1 + plen + 1;
+	struct push *p = malloc(sizeof(*p) + ch->topic_len + 1 + extra);
+	if (!p) {
+		reply_err(c, tag, verb, ch->topic, ch->topic_len, "out of memory", NULL);
+		return;
+	}
+	memset(p, 0, sizeof(*p));
+	p->ep = ep;
+	p->chan = ch;
+	p->client = c;
+	p->binary = binary;
+	memcpy(p->tag, tag, strlen(tag) + 1);
+	memcpy(p->topic, ch->topic, ch->topic_len + 1);
+	p->topic_len = ch->topic_len;
+	p->deadline = util_now_ms() + ep->conf->push_timeout_ms;
+	list_init(&p->chan_node);
+	list_init(&p->client_node);
+	rt->pushes++;
+	if (send_now) {
+		char ref[24];
+		up_conn_next_ref(&ep->up, ref);
+		int r = binary ?
+			up_conn_send_binary(&ep->up, ch->join_ref, ref, ch->topic, ch->topic_len,
+					    cmd->event.p, cmd->event.len, payload, plen) :
+			up_conn_send_json(&ep->up, ch->join_ref, ref, ch->topic, ch->topic_len,
+					  cmd->event.p, cmd->event.len, payload, plen);
+		if (r < 0 || (memcpy(p->ref, ref, sizeof(ref)),
+			      hmap_put(&ep->inflight, p->ref, strlen(p->ref), p)) < 0) {
+			free(p);
+			reply_err(c, tag, verb, ch->topic, ch->topic_len, "upstream unavailable",
+				  r < 0 ? strerror(-r) : "out of memory");
+			return;
+		}
+		p->inflight = 1;
+		ch->msgs_out++;
+	} else {
+		p->event = p->topic + ch->topic_len + 1;
+		memcpy(p->event, cmd->event.p, cmd->event.len);
+		p->event[cmd->event.len] = '\0';
+		p->event_len = cmd->event.len;
+		p->payload = p->event + cmd->event.len + 1;
+		memcpy(p->payload, payload, plen);
+		p->payload_len = plen;
+		ch->nbuffered++;
+	}
+	list_add_tail(&ch->pushes, &p->chan_node);
+	list_add_tail(&c->pushes, &p->client_node);
+	int first = list_empty(&ep->pushes);
+	list_add_tail(&ep->pushes, &p->ep_node);
+	if (first)
+		push_arm_timer(ep);
+	c->npending++;
+}
+
+static void cmd_topics(struct router *rt, struct ipc_client *c, const char *tag)
+{
+	static const char *names[] = { "connecting", "joining", "joined", "rejoining" };
+	struct buf *b = &rt->line;
+	struct sub *s;
+	buf_reset(b);
+	buf_puts(b, "{\"topics\":[");
+	int first = 1;
+	for (size_t i = 0; (s = hmap_next(&c->subs, &i));) {
+		struct chan *ch = s->chan;
+		buf_puts(b, first ? "{\"topic\":" : ",{\"topic\":");
+		first = 0;
+		json_put_str(b, ch->topic, ch->topic_len);
+		buf_puts(b, ",\"endpoint\":");
+		json_put_str(b, ch->ep->conf->name, strlen(ch->ep->conf->name));
+		buf_printf(b, ",\"state\":\"%s\"}",
+			   s->pending ? "pending" : names[ch->state]);
+	}
+	buf_puts(b, "]}");
+	reply_ok(c, tag, "TOPICS", NULL, 0, buf_rptr(b), buf_len(b));
+}
+
+static void cmd_endpoints(struct router *rt, struct ipc_client *c, const char *tag)
+{
+	struct buf *b = &rt->line;
+	buf_reset(b);
+	buf_puts(b, "{\"default\":");
+	const char *d = rt->eps[rt->default_ep].conf->name;
+	json_put_str(b, d, strlen(d));
+	buf_puts(b, ",\"endpoints\":[");
+	for (size_t i = 0; i < rt->neps; i++) {
+		const char *n = rt->eps[i].conf->name;
+		if (i)
+			buf_putc(b, ',');
+		buf_puts(b, "{\"name\":");
+		json_put_str(b, n, strlen(n));
+		buf_printf(b, ",\"connected\":%s}", up_conn_is_open(&rt->eps[i].up) ? "true" : "false");
+	}
+	buf_puts(b, "]}");
+	reply_ok(c, tag, "ENDPOINTS", NULL, 0, buf_rptr(b), buf_len(b));
+}
+
+void router_on_command(void *ctx, struct ipc_client *c, const struct ipc_cmd *cmd)
+{
+	struct router *rt = ctx;
+	char tag[IPC_TAG_MAX + 1];
+	tag_copy(tag, &cmd->tag);
+
+	switch (cmd->verb) {
+	case IPC_V_JOIN:
+		cmd_join(rt, c, cmd, tag);
+		break;
+	case IPC_V_LEAVE:
+		cmd_leave(rt, c, cmd, tag);
+		break;
+	case IPC_V_PUSH:
+		cmd_push(rt, c, cmd, tag, 0);
+		break;
+	case IPC_V_BPUSH:
+		cmd_push(rt, c, cmd, tag, 1);
+		break;
+	case IPC_V_USE:
+		for (size_t i = 0; i < rt->neps; i++) {
+			const char *n = rt->eps[i].conf->name;
+			if (strlen(n) == cmd->target.len && memcmp(n, cmd->target.p, cmd->target.len) == 0) {
+				c->ep = (int)i;
+				reply_ok(c, tag, "USE", n, strlen(n), EMPTY_OBJ, 2);
+				return;
+			}
+		}
+		reply_err(c, tag, "USE", cmd->target.p, cmd->target.len, "unknown endpoint", NULL);
+		break;
+	case IPC_V_ENDPOINTS:
+		cmd_endpoints(rt, c, tag);
+		break;
+	case IPC_V_TOPICS:
+		cmd_topics(rt, c, tag);
+		break;
+	case IPC_V_PING:
+		reply_ok(c, tag, "PING", NULL, 0, EMPTY_OBJ, 2);
+		break;
+	case IPC_V_HELP: {
+		static const char help[] =
+			"{\"commands\":[\"JOIN TOPIC [PARAMS]\",\"LEAVE TOPIC\","
+			"\"PUSH TOPIC EVENT [PAYLOAD]\",\"BPUSH TOPIC EVENT BASE64\","
+			"\"USE ENDPOINT\",\"ENDPOINTS\",\"TOPICS\",\"PING\",\"HELP\",\"QUIT\"],"
+			"\"doc\":\"man phxd, docs/PROTOCOL.md\"}";
+		reply_ok(c, tag, "HELP", NULL, 0, help, sizeof(help) - 1);
+		break;
+	}
+	case IPC_V_QUIT:
+		reply_ok(c, tag, "QUIT", NULL, 0, EMPTY_OBJ, 2);
+		ipc_client_close(c, NULL);
+		break;
+	default:
+		reply_err(c, tag, "?", NULL, 0, "unknown verb", NULL);
+		break;
+	}
+}
+
+void router_on_close(void *ctx, struct ipc_client *c)
+{
+	struct router *rt = ctx;
+	struct sub *s;
+	struct list_node *n, *t;
+	(void)rt;
+	/* pushes: buffered ones are dropped, in-flight ones forget the client */
+	list_for_each_safe(n, t, &c->pushes) {
+		struct push *p = container_of(n, struct push, client_node);
+		list_del(&p->client_node);
+		p->client = NULL;
+		if (!p->inflight)
+			push_free(p);
+	}
+	/* subscriptions: hmap_del in sub_unlink reshuffles the table, so
+	 * restart the scan after each removal */
+	for (;;) {
+		size_t i = 0;
+		if (!(s = hmap_next(&c->subs, &i)))
+			break;
+		struct chan *ch = s->chan;
+		sub_unlink(s);
+		if (ch->nsubs == 0)
+			chan_destroy(ch, 1);
+	}
+	c->npending = 0;
+}
+
+/* ----------------------------------------------------------- lifecycle */
+
+int router_init(struct router *rt, struct ev_loop *loop, const struct conf *conf,
+		char *err, size_t errlen)
+{
+	memset(rt, 0, sizeof(*rt));
+	rt->loop = loop;
+	rt->conf = conf;
+	buf_init(&rt->line, 0);
+	buf_init(&rt->bin, 0);
+	rt->eps = calloc(conf->nendpoints, sizeof(*rt->eps));
+	if (!rt->eps) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	rt->neps = conf->nendpoints;
+	for (size_t i = 0; i < rt->neps; i++) {
+		struct endpoint *ep = &rt->eps[i];
+		const struct conf_endpoint *ce = &conf->endpoints[i];
+		ep->rt = rt;
+		ep->index = (int)i;
+		ep->conf = ce;
+		hmap_init(&ep->chans);
+		hmap_init(&ep->inflight);
+		list_init(&ep->pushes);
+		ev_timer_init(&ep->push_timer, push_timer_cb, 0., 0.);
+		if (strncasecmp(ce->url, "wss:", 4) == 0) {
+			ep->ssl_ctx = up_tls_ctx_new(ce, err, errlen);
+			if (!ep->ssl_ctx)
+				goto fail;
+		}
+		if (up_conn_init(&ep->up, loop, ce, ep->ssl_ctx, &router_up_cbs, ep, err, errlen) < 0)
+			goto fail;
+	}
+	const struct conf_endpoint *d = conf_default_endpoint(conf);
+	rt->default_ep = d ? (int)(d - conf->endpoints) : 0;
+	return 0;
+fail:
+	router_fini(rt);
+	return -EINVAL;
+}
+
+void router_fini(struct router *rt)
+{
+	for (size_t i = 0; i < rt->neps; i++) {
+		struct endpoint *ep = &rt->eps[i];
+		struct chan *ch;
+		/* leave every channel, then close with a close frame */
+		for (;;) {
+			size_t k = 0;
+			if (!(ch = hmap_next(&ep->chans, &k)))
+				break;
+			chan_fail_pushes(ch, 1, "shutting down", NULL);
+			chan_destroy(ch, 1);
+		}
+		while (!list_empty(&ep->pushes))
+			push_free(container_of(ep->pushes.next, struct push, ep_node));
+		if (ep->up.loop)
+			up_conn_close(&ep->up, "shutting down");
+		ev_timer_stop(rt->loop, &ep->push_timer);
+		hmap_free(&ep->chans);
+		hmap_free(&ep->inflight);
+		if (ep->ssl_ctx)
+			SSL_CTX_free(ep->ssl_ctx);
+	}
+	free(rt->eps);
+	rt->eps = NULL;
+	rt->neps = 0;
+	buf_free(&rt->line);
+	buf_free(&rt->bin);
+}

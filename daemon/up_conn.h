@@ -1,0 +1,111 @@
+/* up_conn — one upstream WebSocket connection to a Phoenix endpoint.
+ *
+ * Owns the TCP socket, the optional TLS session, the HTTP upgrade, the wslay
+ * context, the heartbeat and the reconnect schedule.  It knows nothing of
+ * channels: it hands decoded messages to its owner through callbacks and
+ * sends frames the owner gives it.
+ *
+ * States: IDLE (not connected, nothing scheduled) → CONNECTING (TCP) → TLS →
+ * HANDSHAKE (HTTP upgrade) → OPEN; on any failure → WAIT (reconnect timer
+ * armed) or IDLE when the owner no longer needs the connection.
+ */
+#ifndef PHX_UP_CONN_H
+#define PHX_UP_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+#include <openssl/ssl.h>
+#include <wslay/wslay.h>
+
+#include "backoff.h"
+#include "buf.h"
+#include "list.h"
+#include "url.h"
+
+struct conf_endpoint;
+struct phx_msg;
+struct up_conn;
+
+enum up_state { UP_IDLE, UP_CONNECTING, UP_TLS, UP_HANDSHAKE, UP_OPEN, UP_WAIT };
+
+struct up_callbacks {
+	void (*on_open)(struct up_conn *up);
+	/* A message from the server (heartbeat replies are consumed). */
+	void (*on_message)(struct up_conn *up, const struct phx_msg *m);
+	/* The connection is gone (or a connect attempt failed); reason is
+	 * readable.  The owner answers what was in flight. */
+	void (*on_down)(struct up_conn *up, const char *reason);
+	/* Asked before a reconnect is scheduled: 1 when the connection is
+	 * still wanted. */
+	int (*wanted)(struct up_conn *up);
+};
+
+struct up_conn {
+	struct ev_loop *loop;
+	const struct conf_endpoint *conf;   /* borrowed from the owner */
+	struct url url;
+	char target[2048];                  /* path?vsn=2.0.0&params */
+	char host_hdr[300];
+	SSL_CTX *ssl_ctx;                   /* borrowed; NULL for ws:// */
+	const struct up_callbacks *cb;
+	void *owner;
+
+	enum up_state state;
+	int fd;
+	SSL *ssl;
+	int tls_want;                       /* EV_READ/EV_WRITE a TLS call asked for */
+	ev_io io;
+	ev_timer timer;                     /* connect timeout, reconnect delay */
+	ev_timer hb_timer;
+	ev_prepare flush;                   /* writes queued frames once per loop iteration */
+	wslay_event_context_ptr ws;
+	struct buf rbuf;                    /* bytes read, not yet parsed */
+	struct buf wbuf;                    /* bytes to write */
+	struct buf frame;                   /* encode scratch; wslay copies frames */
+	char key[32];
+
+	uint64_t next_ref;
+	char hb_ref[24];
+	int hb_pending;
+	struct backoff reconnect_bo;
+	char last_error[256];
+	int closing;                        /* teardown requested inside a callback */
+	int in_recv;
+
+	/* counters */
+	uint64_t connects, disconnects, frames_in, frames_out, bytes_in, bytes_out;
+};
+
+/* Builds the global TLS context for an endpoint (verification per conf);
+ * NULL with err on failure.  Logs a warning when tls_verify is off. */
+SSL_CTX *up_tls_ctx_new(const struct conf_endpoint *conf, char *err, size_t errlen);
+
+/* 0 or -EINVAL with err (bad URL). */
+int up_conn_init(struct up_conn *up, struct ev_loop *loop,
+		 const struct conf_endpoint *conf, SSL_CTX *ssl_ctx,
+		 const struct up_callbacks *cb, void *owner, char *err, size_t errlen);
+/* Closes everything; up can be init'ed again. */
+void up_conn_fini(struct up_conn *up);
+
+/* Starts connecting unless connecting/open already; a pending reconnect
+ * timer is left to run. */
+void up_conn_start(struct up_conn *up);
+/* Closes the connection now (no reconnect unless wanted() says so). */
+void up_conn_close(struct up_conn *up, const char *reason);
+
+static inline int up_conn_is_open(const struct up_conn *up) { return up->state == UP_OPEN; }
+
+/* A fresh message ref, as decimal text in out (at least 24 bytes). */
+uint64_t up_conn_next_ref(struct up_conn *up, char *out);
+
+/* Queues a V2 JSON frame; 0 or a negative errno (-ENOTCONN when not open). */
+int up_conn_send_json(struct up_conn *up, const char *join_ref, const char *ref,
+		      const char *topic, size_t tlen, const char *event, size_t elen,
+		      const char *payload, size_t plen);
+int up_conn_send_binary(struct up_conn *up, const char *join_ref, const char *ref,
+			const char *topic, size_t tlen, const char *event, size_t elen,
+			const void *data, size_t dlen);
+
+#endif

@@ -1,0 +1,99 @@
+/* ipc_server — the Unix stream socket local programs connect to.
+ *
+ * Accepts clients, reads lines (bounded by max_line), hands each parsed
+ * command to the owner (the router), and writes replies and events from a
+ * bounded per-client output queue.  Output is flushed once per loop
+ * iteration.  Clients are never freed inside their own callbacks: a closed
+ * client goes to a reap list, freed before the loop blocks again.
+ */
+#ifndef PHX_IPC_SERVER_H
+#define PHX_IPC_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <ev.h>
+
+#include "buf.h"
+#include "hmap.h"
+#include "ipc/ipc_line.h"
+#include "list.h"
+
+struct ipc_server;
+
+struct ipc_client {
+	struct ipc_server *srv;
+	int fd;
+	uint64_t id;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	ev_io rio, wio;
+	struct buf in, out;
+	int discarding;          /* skipping the rest of an overlong line */
+	int eof;                 /* peer shut its side; close once done */
+	int closing;             /* close requested: flush, then close (deferred) */
+	int dead;                /* closed; waiting to be reaped */
+	struct list_node node;   /* srv->clients or srv->reap */
+	struct list_node dirty;  /* srv->dirty while output waits */
+	/* Owned by the router: */
+	struct hmap subs;        /* topic → struct sub */
+	struct list_node pushes; /* struct push awaiting a reply */
+	unsigned npending;       /* joins and pushes not yet answered */
+	int ep;                  /* endpoint chosen with USE */
+};
+
+struct ipc_handlers {
+	void (*on_command)(void *ctx, struct ipc_client *c, const struct ipc_cmd *cmd);
+	/* The client is going away: drop everything that refers to it. */
+	void (*on_close)(void *ctx, struct ipc_client *c);
+};
+
+struct ipc_server {
+	struct ev_loop *loop;
+	int lfd;
+	ev_io lio;
+	ev_timer accept_pause;   /* after EMFILE */
+	ev_prepare prep;
+	char path[108];
+	int owns_path;           /* we created the socket file */
+	size_t max_line;
+	size_t queue_max;
+	unsigned max_clients;
+	unsigned nclients;
+	uint64_t next_id;
+	struct list_node clients, dirty, reap;
+	const struct ipc_handlers *h;
+	void *ctx;
+	/* counters */
+	uint64_t accepted, refused, lines_in, lines_out, bad_lines, overflows;
+};
+
+void ipc_server_init(struct ipc_server *s, struct ev_loop *loop,
+		     const struct ipc_handlers *h, void *ctx, size_t max_line,
+		     size_t queue_max, unsigned max_clients);
+/* Binds and listens at path with mode (a stale socket file is replaced;
+ * another kind of file is not).  0 or -errno with err. */
+int ipc_server_listen(struct ipc_server *s, const char *path, unsigned mode,
+		      char *err, size_t errlen);
+/* Closes every client (with a BYE line, best effort) and the listener, and
+ * removes the socket file if we created it. */
+void ipc_server_close(struct ipc_server *s, const char *bye_reason);
+
+/* Output.  Every formatter result goes through ipc_client_wrote(): 0 marks
+ * the client for flushing; -EMSGSIZE means its queue is full: it is sent a
+ * BYE and closed. */
+static inline struct buf *ipc_client_out(struct ipc_client *c) { return &c->out; }
+void ipc_client_wrote(struct ipc_client *c, int r);
+/* Appends preformatted bytes (a whole line), with the same overflow rule. */
+void ipc_client_write(struct ipc_client *c, const char *p, size_t n);
+/* Closes the client after a BYE line (reason may be NULL: no BYE).  The
+ * close happens before the loop blocks again, never inside the caller's
+ * stack: output written until then is still flushed. */
+void ipc_client_close(struct ipc_client *c, const char *bye_reason);
+/* Called by the owner when npending drops: a half-closed client that has
+ * nothing more to wait for is closed. */
+void ipc_client_check_done(struct ipc_client *c);
+
+#endif

@@ -1,0 +1,44 @@
+#!/bin/sh
+# The whole test suite: installs build dependencies if missing, builds in
+# build/ (or build-san/ with --sanitizers: AddressSanitizer + UBSan), and
+# runs `make check` (unit tests and integration tests with real processes).
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+mode=plain
+case "${1:-}" in
+	--sanitizers) mode=san ;;
+	"") ;;
+	*) echo "usage: tests/check.sh [--sanitizers]" >&2; exit 2 ;;
+esac
+
+sh tests/deps.sh
+[ -x configure ] && [ configure -nt configure.ac ] && [ configure -nt Makefile.am ] ||
+	autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
+
+if [ "$mode" = san ]; then
+	dir=build-san
+	flags="--enable-sanitizers"
+	# leaks are reported, and fail the run, at process exit
+	export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:halt_on_error=1"
+	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+else
+	dir=build
+	flags=""
+fi
+mkdir -p "$dir"
+cd "$dir"
+if [ ! -f Makefile ] || [ ../configure -nt Makefile ]; then
+	# shellcheck disable=SC2086
+	../configure --enable-werror $flags >/dev/null
+fi
+make -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
+if ! make -j2 check; then
+	echo "=== test logs ===" >&2
+	for f in tests/*.log; do
+		[ -f "$f" ] && { echo "--- $f"; tail -n 60 "$f"; } >&2
+	done
+	exit 1
+fi

@@ -1,0 +1,342 @@
+/* Integration tests: phxsim and phxd as real processes, clients on the real
+ * Unix socket.  Each test starts its own pair. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "it_util.h"
+
+static struct it_env env;
+
+static void start_default(void)
+{
+	it_env_start(&env, NULL, NULL, NULL);
+}
+
+static void stop_env(void)
+{
+	it_env_stop(&env);
+}
+
+START_TEST(join_push_reply)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN room:lobby {\"user\":\"ann\"}");
+	IT_EXPECT(c, "OK JOIN room:lobby {\"user\":\"ann\"}");
+	it_send(c, "PUSH room:lobby echo {\"hello\": \"world\"}");
+	IT_EXPECT(c, "OK PUSH room:lobby {\"hello\":\"world\"}");
+	it_send(c, "@t1 push room:lobby echo [1, 2]");
+	IT_EXPECT(c, "OK @t1 PUSH room:lobby [1,2]");
+	it_send(c, "PUSH room:lobby echo");
+	IT_EXPECT(c, "OK PUSH room:lobby {}");
+	it_send(c, "PUSH room:lobby fail {}");
+	IT_EXPECT(c, "ERR PUSH room:lobby {\"reason\":\"failed\"}");
+	it_send(c, "PUSH room:lobby push_me {\"x\":1}");
+	IT_EXPECT(c, "EVENT room:lobby pushed {\"x\":1}");
+	IT_EXPECT(c, "OK PUSH room:lobby {}");
+	it_send(c, "TOPICS");
+	IT_EXPECT(c, "OK TOPICS - {\"topics\":[{\"topic\":\"room:lobby\",\"endpoint\":\"main\",\"state\":\"joined\"}]}");
+	it_send(c, "PING");
+	IT_EXPECT(c, "OK PING - {}");
+	it_send(c, "QUIT");
+	IT_EXPECT(c, "OK QUIT - {}");
+	ck_assert(it_wait_eof(c, IT_TIMEOUT_MS));
+	it_close(c);
+}
+END_TEST
+
+START_TEST(fanout_one_upstream_join)
+{
+	struct it_client *c[3];
+	for (int i = 0; i < 3; i++) {
+		c[i] = it_connect(&env);
+		it_send(c[i], "@j%d JOIN room:fan {\"n\":%d}", i, i);
+	}
+	/* everybody gets the first joiner's join response */
+	for (int i = 0; i < 3; i++) {
+		char want[128];
+		snprintf(want, sizeof(want), "OK @j%d JOIN room:fan {\"n\":0}", i);
+		IT_EXPECT(c[i], want);
+	}
+	ck_assert_str_eq(it_ctl(&env, "CHANNELS room:fan"), "OK 1");
+	ck_assert_str_eq(it_ctl(&env, "BROADCAST room:fan news {\"n\":42}"), "OK 1");
+	for (int i = 0; i < 3; i++)
+		IT_EXPECT(c[i], "EVENT room:fan news {\"n\":42}");
+	it_send(c[1], "PUSH room:fan shout {\"msg\":\"hi all\"}");
+	for (int i = 0; i < 3; i++)
+		IT_EXPECT(c[i], "EVENT room:fan shout {\"msg\":\"hi all\"}");
+	IT_EXPECT(c[1], "OK PUSH room:fan {}");
+	/* leave: the upstream join stays while someone is joined */
+	it_send(c[0], "LEAVE room:fan");
+	IT_EXPECT(c[0], "OK LEAVE room:fan {}");
+	it_send(c[2], "LEAVE room:fan");
+	IT_EXPECT(c[2], "OK LEAVE room:fan {}");
+	ck_assert_str_eq(it_ctl(&env, "CHANNELS room:fan"), "OK 1");
+	it_ctl(&env, "BROADCAST room:fan news {\"n\":43}");
+	IT_EXPECT(c[1], "EVENT room:fan news {\"n\":43}");
+	it_send(c[0], "PING");
+	IT_EXPECT(c[0], "OK PING - {}");   /* no event for a client that left */
+	/* the last one leaves by disconnecting */
+	it_close(c[1]);
+	ck_assert(it_wait_channels(&env, "room:fan", 0, IT_TIMEOUT_MS));
+	it_close(c[0]);
+	it_close(c[2]);
+}
+END_TEST
+
+START_TEST(join_refused)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN private:x");
+	IT_EXPECT(c, "ERR JOIN private:x {\"reason\":\"unauthorized\"}");
+	it_send(c, "JOIN private:y {\"token\":\"secret\"}");
+	IT_EXPECT(c, "OK JOIN private:y {\"token\":\"secret\"}");
+	ck_assert_str_eq(it_ctl(&env, "REFUSE 1"), "OK");
+	it_send(c, "@a JOIN room:r");
+	IT_EXPECT(c, "ERR @a JOIN room:r {\"reason\":\"refused\"}");
+	it_send(c, "@b JOIN room:r");
+	IT_EXPECT(c, "OK @b JOIN room:r {}");
+	it_send(c, "JOIN room:r");
+	IT_EXPECT(c, "ERR JOIN room:r {\"reason\":\"already joined\"}");
+	it_send(c, "PUSH room:other echo {}");
+	IT_EXPECT(c, "ERR PUSH room:other {\"reason\":\"not joined\"}");
+	it_close(c);
+}
+END_TEST
+
+START_TEST(binary_both_ways)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN room:bin");
+	IT_EXPECT(c, "OK JOIN room:bin {}");
+	it_send(c, "BPUSH room:bin bin 3q2+7w==");
+	IT_EXPECT(c, "BOK BPUSH room:bin 3q2+7w==");
+	ck_assert_str_eq(it_ctl(&env, "BBROADCAST room:bin blob AAEC/w=="), "OK 1");
+	IT_EXPECT(c, "BEVENT room:bin blob AAEC/w==");
+	it_send(c, "BPUSH room:bin bin not*base64");
+	IT_EXPECT(c, "ERR BPUSH room:bin {\"reason\":\"invalid base64\"}");
+	it_close(c);
+}
+END_TEST
+
+START_TEST(pipelined_join_and_push)
+{
+	struct it_client *c = it_connect(&env);
+	it_send_raw(c, "JOIN room:p\nPUSH room:p echo {\"a\":1}\nPUSH room:p echo {\"a\":2}\n", 58);
+	IT_EXPECT(c, "OK JOIN room:p {}");
+	IT_EXPECT(c, "OK PUSH room:p {\"a\":1}");
+	IT_EXPECT(c, "OK PUSH room:p {\"a\":2}");
+	it_close(c);
+}
+END_TEST
+
+START_TEST(bad_input_lines)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "FROB x");
+	IT_EXPECT(c, "ERR ? - {\"reason\":\"unknown verb\"}");
+	it_send(c, "JOIN room:b");
+	IT_EXPECT(c, "OK JOIN room:b {}");
+	it_send(c, "PUSH room:b echo {\"unterminated\":");
+	IT_EXPECT(c, "ERR PUSH room:b {\"reason\":\"invalid json\"}");
+	it_send(c, "JOIN");
+	IT_EXPECT_PREFIX(c, "ERR JOIN - {\"reason\":\"missing topic\"");
+	it_send_raw(c, "PUSH room:b echo \"\xff\xfe\"\n", 22);
+	IT_EXPECT_PREFIX(c, "ERR ");
+	/* a line over max_line (4096 here) is dropped whole, with one error */
+	char *big = malloc(10001);
+	memset(big, 'x', 10000);
+	big[10000] = '\n';
+	it_send_raw(c, big, 10001);
+	free(big);
+	IT_EXPECT(c, "ERR ? - {\"reason\":\"line too long\",\"detail\":\"limit is 4096 bytes\"}");
+	it_send(c, "@ok PUSH room:b echo {\"still\":\"here\"}");
+	IT_EXPECT(c, "OK @ok PUSH room:b {\"still\":\"here\"}");
+	it_close(c);
+}
+END_TEST
+
+START_TEST(push_timeout)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN room:t");
+	IT_EXPECT(c, "OK JOIN room:t {}");
+	it_send(c, "@slow PUSH room:t noreply {}");
+	it_send(c, "@fast PUSH room:t echo {}");
+	IT_EXPECT(c, "OK @fast PUSH room:t {}");
+	IT_EXPECT(c, "ERR @slow PUSH room:t {\"reason\":\"timeout\",\"detail\":\"no reply from the server\"}");
+	it_close(c);
+}
+END_TEST
+
+START_TEST(reconnect_and_rejoin)
+{
+	struct it_client *c = it_connect(&env);
+	struct it_client *d = it_connect(&env);
+	it_send(c, "JOIN room:re");
+	IT_EXPECT(c, "OK JOIN room:re {}");
+	it_send(d, "JOIN room:other {\"k\":1}");
+	IT_EXPECT(d, "OK JOIN room:other {\"k\":1}");
+	ck_assert_str_eq(it_ctl(&env, "DROP"), "OK 1");
+	IT_EXPECT_PREFIX(c, "STATE room:re rejoining {\"reason\":\"disconnected\"");
+	IT_EXPECT(c, "STATE room:re rejoined {}");
+	IT_EXPECT_PREFIX(d, "STATE room:other rejoining ");
+	IT_EXPECT(d, "STATE room:other rejoined {\"k\":1}");
+	it_send(c, "PUSH room:re echo {\"after\":1}");
+	IT_EXPECT(c, "OK PUSH room:re {\"after\":1}");
+	ck_assert(strstr(it_ctl(&env, "STATS"), "\"accepted\":2") != NULL);
+	/* again, several times in a row */
+	for (int i = 0; i < 5; i++) {
+		it_ctl(&env, "DROP");
+		IT_EXPECT_PREFIX(c, "STATE room:re rejoining ");
+		IT_EXPECT(c, "STATE room:re rejoined {}");
+	}
+	it_ctl(&env, "BROADCAST room:re ev {\"n\":1}");
+	IT_EXPECT(c, "EVENT room:re ev {\"n\":1}");
+	it_close(c);
+	it_close(d);
+}
+END_TEST
+
+START_TEST(channel_crash_rejoins)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN room:crash");
+	IT_EXPECT(c, "OK JOIN room:crash {}");
+	it_send(c, "PUSH room:crash crash {}");
+	IT_EXPECT_PREFIX(c, "ERR PUSH room:crash {\"reason\":\"channel error\"");
+	IT_EXPECT_PREFIX(c, "STATE room:crash rejoining ");
+	IT_EXPECT(c, "STATE room:crash rejoined {}");
+	it_send(c, "PUSH room:crash echo {}");
+	IT_EXPECT(c, "OK PUSH room:crash {}");
+	ck_assert_str_eq(it_ctl(&env, "KICK room:crash"), "OK 1");
+	IT_EXPECT(c, "STATE room:crash closed {\"reason\":\"closed by server\"}");
+	it_send(c, "PUSH room:crash echo {}");
+	IT_EXPECT(c, "ERR PUSH room:crash {\"reason\":\"not joined\"}");
+	it_close(c);
+}
+END_TEST
+
+START_TEST(slow_consumer)
+{
+	struct it_client *slow = it_connect(&env);
+	struct it_client *fast = it_connect(&env);
+	it_send(slow, "JOIN room:flood");
+	IT_EXPECT(slow, "OK JOIN room:flood {}");
+	it_send(fast, "JOIN room:flood");
+	IT_EXPECT(fast, "OK JOIN room:flood {}");
+	/* the slow client stops reading; 2000 events of ~1 KiB each pass its
+	 * 64 KiB queue plus the socket buffers */
+	char pad[1001];
+	memset(pad, 'p', 1000);
+	pad[1000] = '\0';
+	int got = 0;
+	for (int i = 0; i < 2000; i++) {
+		it_ctl(&env, "BROADCAST room:flood ev {\"i\":%d,\"pad\":\"%s\"}", i, pad);
+		if (it_wait_prefix(fast, "EVENT room:flood ev ", IT_TIMEOUT_MS))
+			got++;
+	}
+	ck_assert_int_eq(got, 2000);
+	ck_assert(it_wait_eof(slow, IT_TIMEOUT_MS));
+	it_send(fast, "PING");
+	IT_EXPECT(fast, "OK PING - {}");
+	it_close(slow);
+	it_close(fast);
+}
+END_TEST
+
+static void start_stall(void)
+{
+	it_env_start(&env, NULL, NULL, "heartbeat_interval = 500ms\n");
+}
+
+START_TEST(heartbeat_timeout)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN room:hb");
+	IT_EXPECT(c, "OK JOIN room:hb {}");
+	ck_assert_str_eq(it_ctl(&env, "STALL"), "OK");
+	/* detected within two heartbeat intervals (plus scheduling slack) */
+	const char *l = it_wait_prefix(c, "STATE room:hb rejoining ", 3000);
+	ck_assert_ptr_nonnull(l);
+	ck_assert_ptr_nonnull(strstr(l, "heartbeat timeout"));
+	ck_assert_str_eq(it_ctl(&env, "RESUME"), "OK");
+	ck_assert_ptr_nonnull(it_wait_prefix(c, "STATE room:hb rejoined", IT_TIMEOUT_MS));
+	it_close(c);
+}
+END_TEST
+
+static void start_no_server(void)
+{
+	it_env_start(&env, NULL, NULL, "join_timeout = 700ms\nconnect_timeout = 300ms\n");
+	it_stop_pid(env.sim, 3000);
+	env.sim = 0;
+}
+
+START_TEST(join_while_server_down)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN room:down");
+	const char *l = it_line(c, IT_TIMEOUT_MS);
+	ck_assert_ptr_nonnull(l);
+	ck_assert_msg(strncmp(l, "ERR JOIN room:down {\"reason\":\"upstream unavailable\",\"detail\":\"", 62) == 0,
+		      "got '%s'", l);
+	it_send(c, "PING");
+	IT_EXPECT(c, "OK PING - {}");
+	it_close(c);
+}
+END_TEST
+
+static void start_small_limits(void)
+{
+	it_env_start(&env, NULL, "max_line = 4096\nclient_queue_max = 65536\n",
+		     "push_timeout = 800ms\n");
+}
+
+static Suite *core_suite(void)
+{
+	Suite *s = suite_create("it_core");
+	TCase *tc = tcase_create("basic");
+	tcase_add_checked_fixture(tc, start_default, stop_env);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, join_push_reply);
+	tcase_add_test(tc, fanout_one_upstream_join);
+	tcase_add_test(tc, join_refused);
+	tcase_add_test(tc, binary_both_ways);
+	tcase_add_test(tc, pipelined_join_and_push);
+	tcase_add_test(tc, reconnect_and_rejoin);
+	tcase_add_test(tc, channel_crash_rejoins);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("limits");
+	tcase_add_checked_fixture(tc, start_small_limits, stop_env);
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, bad_input_lines);
+	tcase_add_test(tc, push_timeout);
+	tcase_add_test(tc, slow_consumer);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("heartbeat");
+	tcase_add_checked_fixture(tc, start_stall, stop_env);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, heartbeat_timeout);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("down");
+	tcase_add_checked_fixture(tc, start_no_server, stop_env);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, join_while_server_down);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(core_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

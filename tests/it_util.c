@@ -1,0 +1,324 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "it_util.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+	const char *v = getenv(name);
+	return v && *v ? v : def;
+}
+
+static pid_t spawn(char *const argv[], int *out_fd)
+{
+	int pfd[2] = { -1, -1 };
+	if (out_fd)
+		ck_assert_int_eq(pipe(pfd), 0);
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		if (out_fd) {
+			dup2(pfd[1], STDOUT_FILENO);
+			close(pfd[0]);
+			close(pfd[1]);
+		}
+		execv(argv[0], argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	if (out_fd) {
+		close(pfd[1]);
+		*out_fd = pfd[0];
+	}
+	return pid;
+}
+
+int it_stop_pid(pid_t pid, int timeout_ms)
+{
+	int st;
+	if (pid <= 0)
+		return -1;
+	kill(pid, SIGTERM);
+	long end = now_ms() + timeout_ms;
+	while (now_ms() < end) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+/* Reads one line from a plain fd with a timeout (for phxsim's stdout). */
+static int fd_line(int fd, char *out, size_t cap, int timeout_ms)
+{
+	size_t n = 0;
+	long end = now_ms() + timeout_ms;
+	while (n + 1 < cap) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		int left = (int)(end - now_ms());
+		if (left <= 0 || poll(&p, 1, left) <= 0)
+			return -1;
+		char ch;
+		if (read(fd, &ch, 1) != 1)
+			return -1;
+		if (ch == '\n')
+			break;
+		out[n++] = ch;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+void it_sim_start(struct it_env *e, const char *sim_args)
+{
+	char cmd[2048];
+	char *argv[32];
+	int argc = 0;
+	snprintf(cmd, sizeof(cmd), "%s --listen 127.0.0.1:%d --control %s --quiet %s",
+		 env_or("PHXSIM_BIN", "./tests/phxsim/phxsim"), e->port, e->ctl,
+		 sim_args ? sim_args : "");
+	for (char *tok = strtok(cmd, " "); tok && argc < 31; tok = strtok(NULL, " "))
+		argv[argc++] = tok;
+	argv[argc] = NULL;
+	e->sim = spawn(argv, &e->sim_out);
+	char line[256];
+	ck_assert_msg(fd_line(e->sim_out, line, sizeof(line), IT_TIMEOUT_MS) == 0,
+		      "phxsim did not start");
+	char host[64];
+	int port;
+	ck_assert_msg(sscanf(line, "listening %63s %d", host, &port) == 2,
+		      "phxsim said '%s'", line);
+	e->port = port;
+}
+
+void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoint_conf)
+{
+	FILE *f = fopen(e->conf, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "socket = %s\nlog_level = %s\n%s\n\n[endpoint main]\n"
+		"url = ws://127.0.0.1:%d/socket\nreconnect_backoff = 50,100,200\n"
+		"rejoin_backoff = 100,200\n%s\n",
+		e->sock, env_or("PHX_TEST_LOG", "warning"), global_conf ? global_conf : "",
+		e->port, endpoint_conf ? endpoint_conf : "");
+	fclose(f);
+	char *argv[] = { (char *)env_or("PHXD_BIN", "./phxd"), "-c", e->conf, NULL };
+	unlink(e->sock);
+	e->phxd = spawn(argv, NULL);
+	long end = now_ms() + IT_TIMEOUT_MS;
+	struct stat st;
+	while (stat(e->sock, &st) != 0) {
+		ck_assert_msg(now_ms() < end, "phxd did not create %s", e->sock);
+		int s;
+		ck_assert_msg(waitpid(e->phxd, &s, WNOHANG) == 0, "phxd exited at start");
+		usleep(10000);
+	}
+}
+
+void it_env_start(struct it_env *e, const char *sim_args, const char *global_conf,
+		  const char *endpoint_conf)
+{
+	memset(e, 0, sizeof(*e));
+	e->sim_out = -1;
+	const char *base = env_or("PHX_TEST_TMP", "/tmp");
+	mkdir(base, 0700);
+	snprintf(e->dir, sizeof(e->dir), "%s/it.XXXXXX", base);
+	ck_assert_ptr_nonnull(mkdtemp(e->dir));
+	snprintf(e->sock, sizeof(e->sock), "%s/phxd.sock", e->dir);
+	snprintf(e->ctl, sizeof(e->ctl), "%s/sim.sock", e->dir);
+	snprintf(e->conf, sizeof(e->conf), "%s/phxd.conf", e->dir);
+	it_sim_start(e, sim_args);
+	it_phxd_start(e, global_conf, endpoint_conf);
+}
+
+void it_env_stop(struct it_env *e)
+{
+	if (e->phxd > 0) {
+		int st = it_stop_pid(e->phxd, 5000);
+		e->phxd = 0;
+		ck_assert_msg(st == 0, "phxd exit status %d after SIGTERM", st);
+	}
+	if (e->sim > 0) {
+		it_stop_pid(e->sim, 5000);
+		e->sim = 0;
+	}
+	if (e->sim_out >= 0)
+		close(e->sim_out);
+	unlink(e->conf);
+	unlink(e->sock);
+	unlink(e->ctl);
+	rmdir(e->dir);
+}
+
+static int unix_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+const char *it_ctl(struct it_env *e, const char *fmt, ...)
+{
+	static char reply[65536];
+	char cmd[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(cmd, sizeof(cmd) - 1, fmt, ap);
+	va_end(ap);
+	cmd[n++] = '\n';
+	int fd = unix_connect(e->ctl);
+	ck_assert_msg(fd >= 0, "cannot reach phxsim control at %s", e->ctl);
+	ck_assert_int_eq(write(fd, cmd, (size_t)n), n);
+	ck_assert_msg(fd_line(fd, reply, sizeof(reply), IT_TIMEOUT_MS) == 0,
+		      "no answer from phxsim to %s", cmd);
+	close(fd);
+	return reply;
+}
+
+int it_wait_channels(struct it_env *e, const char *topic, int n, int timeout_ms)
+{
+	char want[32];
+	snprintf(want, sizeof(want), "OK %d", n);
+	long end = now_ms() + timeout_ms;
+	do {
+		if (strcmp(it_ctl(e, "CHANNELS %s", topic), want) == 0)
+			return 1;
+		usleep(20000);
+	} while (now_ms() < end);
+	return 0;
+}
+
+struct it_client *it_connect(struct it_env *e)
+{
+	struct it_client *c = calloc(1, sizeof(*c));
+	ck_assert_ptr_nonnull(c);
+	c->fd = unix_connect(e->sock);
+	ck_assert_msg(c->fd >= 0, "cannot connect to phxd at %s: %s", e->sock, strerror(errno));
+	return c;
+}
+
+void it_close(struct it_client *c)
+{
+	if (!c)
+		return;
+	close(c->fd);
+	free(c);
+}
+
+void it_send_raw(struct it_client *c, const void *p, size_t n)
+{
+	const char *q = p;
+	while (n > 0) {
+		ssize_t w = send(c->fd, q, n, MSG_NOSIGNAL);
+		ck_assert_msg(w > 0, "send to phxd failed: %s", strerror(errno));
+		q += w;
+		n -= (size_t)w;
+	}
+}
+
+void it_send(struct it_client *c, const char *fmt, ...)
+{
+	char line[8192];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	ck_assert(n > 0 && (size_t)n < sizeof(line) - 1);
+	line[n++] = '\n';
+	it_send_raw(c, line, (size_t)n);
+}
+
+const char *it_line(struct it_client *c, int timeout_ms)
+{
+	static char out[1 << 17];
+	long end = now_ms() + timeout_ms;
+	for (;;) {
+		char *nl = memchr(c->buf, '\n', c->len);
+		if (nl) {
+			size_t n = (size_t)(nl - c->buf);
+			memcpy(out, c->buf, n);
+			out[n] = '\0';
+			memmove(c->buf, nl + 1, c->len - n - 1);
+			c->len -= n + 1;
+			return out;
+		}
+		if (c->len == sizeof(c->buf))
+			return NULL;
+		struct pollfd p = { c->fd, POLLIN, 0 };
+		int left = (int)(end - now_ms());
+		if (left <= 0 || poll(&p, 1, left) <= 0)
+			return NULL;
+		ssize_t r = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+		if (r <= 0)
+			return NULL;
+		c->len += (size_t)r;
+	}
+}
+
+const char *it_wait_prefix(struct it_client *c, const char *prefix, int timeout_ms)
+{
+	long end = now_ms() + timeout_ms;
+	for (;;) {
+		int left = (int)(end - now_ms());
+		if (left <= 0)
+			return NULL;
+		const char *l = it_line(c, left);
+		if (!l)
+			return NULL;
+		if (strncmp(l, prefix, strlen(prefix)) == 0)
+			return l;
+	}
+}
+
+int it_wait_eof(struct it_client *c, int timeout_ms)
+{
+	long end = now_ms() + timeout_ms;
+	char tmp[65536];
+	for (;;) {
+		struct pollfd p = { c->fd, POLLIN, 0 };
+		int left = (int)(end - now_ms());
+		if (left <= 0 || poll(&p, 1, left) <= 0)
+			return 0;
+		ssize_t r = read(c->fd, tmp, sizeof(tmp));
+		if (r == 0 || (r < 0 && errno == ECONNRESET))
+			return 1;
+		if (r < 0)
+			return 0;
+	}
+}

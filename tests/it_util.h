@@ -1,0 +1,75 @@
+/* it_util — helpers for integration tests: real processes, real sockets.
+ *
+ * it_env_start() runs phxsim on a free loopback port and phxd with a config
+ * written for it, each in a private temp directory; it_env_stop() ends them.
+ * Spawned processes die with the test process (PR_SET_PDEATHSIG), so a
+ * failed assertion leaves nothing behind.
+ */
+#ifndef PHX_IT_UTIL_H
+#define PHX_IT_UTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define IT_TIMEOUT_MS 8000
+
+struct it_env {
+	char dir[256];
+	char sock[300];         /* phxd client socket */
+	char ctl[300];          /* phxsim control socket */
+	char conf[300];
+	int port;
+	pid_t sim, phxd;
+	int sim_out;            /* phxsim stdout */
+};
+
+struct it_client {
+	int fd;
+	char buf[1 << 17];
+	size_t len;
+};
+
+/* Starts phxsim (extra args may be NULL) and phxd with the global and
+ * endpoint config lines given (may be NULL). */
+void it_env_start(struct it_env *e, const char *sim_args, const char *global_conf,
+		  const char *endpoint_conf);
+void it_sim_start(struct it_env *e, const char *sim_args);
+void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoint_conf);
+void it_env_stop(struct it_env *e);
+/* Sends SIGTERM and waits; returns the exit status or -1. */
+int it_stop_pid(pid_t pid, int timeout_ms);
+
+/* phxsim control: sends a command, returns the reply line (static buffer). */
+const char *it_ctl(struct it_env *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Polls "CHANNELS topic" until it answers "OK n"; 1 when it did in time. */
+int it_wait_channels(struct it_env *e, const char *topic, int n, int timeout_ms);
+
+struct it_client *it_connect(struct it_env *e);
+void it_close(struct it_client *c);
+void it_send(struct it_client *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void it_send_raw(struct it_client *c, const void *p, size_t n);
+/* Next line (without the newline) or NULL on timeout or EOF; static buffer
+ * overwritten by the next call. */
+const char *it_line(struct it_client *c, int timeout_ms);
+/* Skips lines until one starts with prefix; returns it or NULL. */
+const char *it_wait_prefix(struct it_client *c, const char *prefix, int timeout_ms);
+/* 1 when the peer closed (EOF) within timeout, reading and dropping data. */
+int it_wait_eof(struct it_client *c, int timeout_ms);
+
+/* Fails the test unless the next line equals want. */
+#define IT_EXPECT(c, want) do { \
+		const char *_l = it_line((c), IT_TIMEOUT_MS); \
+		ck_assert_msg(_l != NULL, "expected '%s', got nothing", (want)); \
+		ck_assert_str_eq(_l, (want)); \
+	} while (0)
+
+#define IT_EXPECT_PREFIX(c, pfx) do { \
+		const char *_l = it_line((c), IT_TIMEOUT_MS); \
+		ck_assert_msg(_l != NULL, "expected '%s...', got nothing", (pfx)); \
+		ck_assert_msg(strncmp(_l, (pfx), strlen(pfx)) == 0, \
+			      "expected '%s...', got '%s'", (pfx), _l); \
+	} while (0)
+
+#endif
