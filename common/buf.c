@@ -112,6 +112,10 @@ int buf_putc(struct buf *b, char c)
 	return buf_append(b, &c, 1);
 }
 
+/* (the attribute belongs in buf.h; repeated here so that clang's
+ * -Wformat-nonliteral accepts the vsnprintf calls below) */
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
 	va_list aq;

@@ -34,6 +34,18 @@ static void up_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents);
 static void up_fail(struct up_conn *up, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void up_update_io(struct up_conn *up);
+static void up_kick_cb(struct ev_loop *loop, ev_idle *w, int revents);
+
+/* Asks for a flush before the loop blocks.  A prepare watcher started from
+ * another prepare callback runs only in the next iteration, so an idle
+ * watcher keeps the loop from blocking until it has. */
+static void up_schedule_flush(struct up_conn *up)
+{
+	if (!ev_is_active(&up->flush))
+		ev_prepare_start(up->loop, &up->flush);
+	if (!ev_is_active(&up->kick))
+		ev_idle_start(up->loop, &up->kick);
+}
 
 /* ------------------------------------------------------------------ TLS */
 
@@ -327,6 +339,7 @@ static void up_teardown(struct up_conn *up)
 	ev_timer_stop(up->loop, &up->timer);
 	ev_timer_stop(up->loop, &up->hb_timer);
 	ev_prepare_stop(up->loop, &up->flush);
+	ev_idle_stop(up->loop, &up->kick);
 	if (up->ws) {
 		wslay_event_context_free(up->ws);
 		up->ws = NULL;
@@ -381,10 +394,12 @@ static void up_down(struct up_conn *up, const char *reason)
 
 static void up_fail(struct up_conn *up, const char *fmt, ...)
 {
+	char msg[sizeof(up->last_error)];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(up->last_error, sizeof(up->last_error), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap); /* args may point at last_error */
 	va_end(ap);
+	memcpy(up->last_error, msg, sizeof(msg));
 	if (up->in_recv) {
 		up->closing = 1; /* finish once wslay returns */
 		return;
@@ -617,8 +632,8 @@ static void up_update_io(struct up_conn *up)
 	if (buf_len(&up->wbuf) > 0 || up->tls_want == EV_WRITE)
 		ev |= EV_WRITE;
 	up_set_events(up, ev);
-	if (wslay_event_want_write(up->ws) && !ev_is_active(&up->flush))
-		ev_prepare_start(up->loop, &up->flush);
+	if (wslay_event_want_write(up->ws))
+		up_schedule_flush(up);
 }
 
 /* Moves wslay's queue into wbuf and wbuf to the socket. */
@@ -668,11 +683,18 @@ static void up_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	struct up_conn *up = container_of(w, struct up_conn, flush);
 	(void)revents;
 	ev_prepare_stop(loop, w);
+	ev_idle_stop(loop, &up->kick);
 	if (up->state != UP_OPEN)
 		return;
 	if (up_send_now(up) < 0)
 		return;
 	up_update_io(up);
+}
+
+static void up_kick_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	(void)revents;
+	ev_idle_stop(loop, w); /* the prepare watcher does the work */
 }
 
 static void up_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -796,6 +818,7 @@ int up_conn_init(struct up_conn *up, struct ev_loop *loop,
 	ev_timer_init(&up->timer, up_timer_cb, 0., 0.);
 	ev_timer_init(&up->hb_timer, up_hb_cb, 0., 0.);
 	ev_prepare_init(&up->flush, up_flush_cb);
+	ev_idle_init(&up->kick, up_kick_cb);
 	buf_init(&up->rbuf, 0);
 	buf_init(&up->wbuf, 0);
 	buf_init(&up->frame, 0);
@@ -850,8 +873,8 @@ static int up_queue(struct up_conn *up, uint8_t opcode, const struct buf *frame)
 	if (r != 0)
 		return r == WSLAY_ERR_NOMEM ? -ENOMEM : -ENOTCONN;
 	up->frames_out++;
-	if (!up->in_recv && !ev_is_active(&up->flush))
-		ev_prepare_start(up->loop, &up->flush);
+	if (!up->in_recv)
+		up_schedule_flush(up);
 	return 0;
 }
 

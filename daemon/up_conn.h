@@ -60,6 +60,7 @@ struct up_conn {
 	ev_timer timer;                     /* connect timeout, reconnect delay */
 	ev_timer hb_timer;
 	ev_prepare flush;                   /* writes queued frames once per loop iteration */
+	ev_idle kick;                       /* keeps the loop from blocking before that */
 	wslay_event_context_ptr ws;
 	struct buf rbuf;                    /* bytes read, not yet parsed */
 	struct buf wbuf;                    /* bytes to write */

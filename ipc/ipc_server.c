@@ -24,6 +24,7 @@ static void ipc_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void ipc_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void ipc_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents);
 static void ipc_pause_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void ipc_kick_cb(struct ev_loop *loop, ev_idle *w, int revents);
 
 void ipc_server_init(struct ipc_server *s, struct ev_loop *loop,
 		     const struct ipc_handlers *h, void *ctx, size_t max_line,
@@ -43,6 +44,7 @@ void ipc_server_init(struct ipc_server *s, struct ev_loop *loop,
 	ev_io_init(&s->lio, ipc_accept_cb, -1, EV_READ);
 	ev_timer_init(&s->accept_pause, ipc_pause_cb, 1., 0.);
 	ev_prepare_init(&s->prep, ipc_prepare_cb);
+	ev_idle_init(&s->kick, ipc_kick_cb);
 	ev_prepare_start(loop, &s->prep);
 	ev_unref(loop); /* the prepare watcher alone keeps nothing alive */
 }
@@ -163,10 +165,21 @@ static int ipc_client_flush(struct ipc_client *c)
 	return 0;
 }
 
+/* Output is flushed by the prepare watcher.  Work queued after it ran in
+ * this iteration (from another prepare callback) must not wait for the next
+ * event: the idle watcher keeps the loop from blocking until then. */
 static void ipc_mark_dirty(struct ipc_client *c)
 {
 	if (!list_linked(&c->dirty))
 		list_add_tail(&c->srv->dirty, &c->dirty);
+	if (!ev_is_active(&c->srv->kick))
+		ev_idle_start(c->srv->loop, &c->srv->kick);
+}
+
+static void ipc_kick_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	(void)revents;
+	ev_idle_stop(loop, w);
 }
 
 void ipc_client_close(struct ipc_client *c, const char *bye_reason)
@@ -346,8 +359,8 @@ static void ipc_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	struct ipc_server *s = container_of(w, struct ipc_server, prep);
 	struct list_node *n, *t;
-	(void)loop;
 	(void)revents;
+	ev_idle_stop(loop, &s->kick);
 	list_for_each_safe(n, t, &s->dirty) {
 		struct ipc_client *c = container_of(n, struct ipc_client, dirty);
 		if (!ev_is_active(&c->wio) && ipc_client_flush(c) < 0)
@@ -454,6 +467,7 @@ void ipc_server_close(struct ipc_server *s, const char *bye_reason)
 		s->lfd = -1;
 	}
 	ev_timer_stop(s->loop, &s->accept_pause);
+	ev_idle_stop(s->loop, &s->kick);
 	if (ev_is_active(&s->prep)) {
 		ev_ref(s->loop);
 		ev_prepare_stop(s->loop, &s->prep);

@@ -55,7 +55,8 @@ struct ipc_server {
 	int lfd;
 	ev_io lio;
 	ev_timer accept_pause;   /* after EMFILE */
-	ev_prepare prep;
+	ev_prepare prep;         /* flushes output, reaps closed clients */
+	ev_idle kick;            /* no blocking while output waits for prep */
 	char path[108];
 	int owns_path;           /* we created the socket file */
 	size_t max_line;

@@ -50,10 +50,14 @@ END_TEST
 START_TEST(fanout_one_upstream_join)
 {
 	struct it_client *c[3];
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 3; i++)
 		c[i] = it_connect(&env);
+	/* JOIN and PING in one write: once PING is answered, the JOIN has been
+	 * read (its reply needs a round trip to the server, PING's does not) */
+	it_send(c[0], "@j0 JOIN room:fan {\"n\":0}\nPING");
+	IT_EXPECT(c[0], "OK PING - {}");
+	for (int i = 1; i < 3; i++)
 		it_send(c[i], "@j%d JOIN room:fan {\"n\":%d}", i, i);
-	}
 	/* everybody gets the first joiner's join response */
 	for (int i = 0; i < 3; i++) {
 		char want[128];
@@ -124,7 +128,8 @@ END_TEST
 START_TEST(pipelined_join_and_push)
 {
 	struct it_client *c = it_connect(&env);
-	it_send_raw(c, "JOIN room:p\nPUSH room:p echo {\"a\":1}\nPUSH room:p echo {\"a\":2}\n", 58);
+	const char *lines = "JOIN room:p\nPUSH room:p echo {\"a\":1}\nPUSH room:p echo {\"a\":2}\n";
+	it_send_raw(c, lines, strlen(lines));
 	IT_EXPECT(c, "OK JOIN room:p {}");
 	IT_EXPECT(c, "OK PUSH room:p {\"a\":1}");
 	IT_EXPECT(c, "OK PUSH room:p {\"a\":2}");
@@ -206,8 +211,8 @@ START_TEST(channel_crash_rejoins)
 	it_send(c, "JOIN room:crash");
 	IT_EXPECT(c, "OK JOIN room:crash {}");
 	it_send(c, "PUSH room:crash crash {}");
+	IT_EXPECT(c, "STATE room:crash rejoining {\"reason\":\"channel error\"}");
 	IT_EXPECT_PREFIX(c, "ERR PUSH room:crash {\"reason\":\"channel error\"");
-	IT_EXPECT_PREFIX(c, "STATE room:crash rejoining ");
 	IT_EXPECT(c, "STATE room:crash rejoined {}");
 	it_send(c, "PUSH room:crash echo {}");
 	IT_EXPECT(c, "OK PUSH room:crash {}");

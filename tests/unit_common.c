@@ -44,6 +44,10 @@ static void buf_is_mem(const struct buf *b, const void *p, size_t n)
 		ck_assert(memcmp(buf_rptr(b), p, n) == 0);
 }
 
+/* For hot loops: Check's ck_assert records its location with a system call
+ * every time, this only when it fails. */
+#define CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
+
 static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
 
 static uint32_t rng(void)
@@ -203,8 +207,8 @@ START_TEST(test_buf_compaction)
 	/* a long stream through a small buffer never grows it */
 	buf_init(&b, 64);
 	for (int i = 0; i < 10000; i++) {
-		ck_assert_int_eq(buf_append(&b, tmp + i % 26, 7), 0);
-		ck_assert(memcmp(buf_rptr(&b) + buf_len(&b) - 7, tmp + i % 26, 7) == 0);
+		CHECK(buf_append(&b, tmp + i % 26, 7) == 0, "append %d", i);
+		CHECK(memcmp(buf_rptr(&b) + buf_len(&b) - 7, tmp + i % 26, 7) == 0, "bytes %d", i);
 		if (buf_len(&b) > 50)
 			buf_consume(&b, 45);
 	}
@@ -498,8 +502,8 @@ START_TEST(test_json_prefixes)
 	free(p);
 	for (size_t k = 0; k < n; k++) {
 		p = exact(json_sample, k);
-		ck_assert_msg(json_skip(p, k, NULL) == -1, "prefix of %zu bytes accepted by skip", k);
-		ck_assert_msg(json_validate(p, k, NULL) == -EINVAL,
+		CHECK(json_skip(p, k, NULL) == -1, "prefix of %zu bytes accepted by skip", k);
+		CHECK(json_validate(p, k, NULL) == -EINVAL,
 			      "prefix of %zu bytes accepted by validate", k);
 		free(p);
 	}
@@ -732,7 +736,7 @@ START_TEST(test_utf8)
 				char *p = malloc(m);
 				memset(p, 'a', m);
 				memcpy(p + pre, bad[i], n);
-				ck_assert_msg(utf8_valid(p, m) == 0, "bad %zu at %zu+%zu", i, pre, post);
+				CHECK(utf8_valid(p, m) == 0, "bad %zu at %zu+%zu", i, pre, post);
 				free(p);
 			}
 		}
@@ -915,7 +919,7 @@ START_TEST(test_backoff_schedule)
 
 	/* many attempts: the counter does not wrap back to the first step */
 	for (int i = 0; i < 70000; i++)
-		ck_assert_uint_eq(backoff_next(&b, (unsigned)i), 100);
+		CHECK(backoff_next(&b, (unsigned)i) == 100, "attempt %d", i);
 	ck_assert_uint_eq(b.attempt, 0xFFFF);
 
 	ck_assert_int_eq(backoff_parse(&b, BACKOFF_RECONNECT_DEFAULT, 0), 0);
@@ -945,7 +949,7 @@ START_TEST(test_backoff_jitter)
 				b.attempt = step;
 				unsigned rnd = i < (int)ARRAY_SIZE(fixed) ? fixed[i] : rng();
 				unsigned d = backoff_next(&b, rnd);
-				ck_assert_msg(d >= lo && d <= hi, "pct %u base %u: %u not in [%llu, %llu]",
+				CHECK(d >= lo && d <= hi, "pct %u base %u: %u not in [%llu, %llu]",
 					      pct, base, d, lo, hi);
 				mn = d < mn ? d : mn;
 				mx = d > mx ? d : mx;
@@ -969,9 +973,9 @@ static void hmap_check_invariant(const struct hmap *m)
 		if (!m->e[j].hash)
 			continue;
 		used++;
-		ck_assert_uint_eq(m->e[j].hash, hmap_hash(m->e[j].key, m->e[j].klen));
+		CHECK(m->e[j].hash == hmap_hash(m->e[j].key, m->e[j].klen), "hash of slot %zu", j);
 		for (size_t i = m->e[j].hash & (m->cap - 1); i != j; i = (i + 1) & (m->cap - 1))
-			ck_assert_msg(m->e[i].hash != 0, "hole between home and slot %zu", j);
+			CHECK(m->e[i].hash != 0, "hole between home and slot %zu", j);
 	}
 	ck_assert_uint_eq(used, m->n);
 	ck_assert(m->n * 4 <= m->cap * 3 || m->cap == 0);
@@ -1061,15 +1065,16 @@ START_TEST(test_hmap_many)
 	}
 	for (size_t k = 0; k < NKEYS; k++) {
 		struct hent *e = &ents[order[k]];
-		ck_assert_ptr_eq(hmap_del(&m, e->key, e->klen), e);
+		CHECK(hmap_del(&m, e->key, e->klen) == e, "del %s", e->key);
 		e->live = 0;
-		ck_assert_ptr_null(hmap_get(&m, e->key, e->klen));
-		ck_assert_uint_eq(m.n, NKEYS - k - 1);
+		CHECK(hmap_get(&m, e->key, e->klen) == NULL, "%s still found", e->key);
+		CHECK(m.n == NKEYS - k - 1, "n %zu after %zu deletes", m.n, k + 1);
 		if (k % 97 == 0 || k > NKEYS - 50) {
 			hmap_check_invariant(&m);
 			for (size_t i = 0; i < NKEYS; i++)
-				ck_assert_ptr_eq(hmap_get(&m, ents[i].key, ents[i].klen),
-						 ents[i].live ? &ents[i] : NULL);
+				CHECK(hmap_get(&m, ents[i].key, ents[i].klen) ==
+				      (ents[i].live ? &ents[i] : NULL), "%s after %zu deletes",
+				      ents[i].key, k + 1);
 		}
 	}
 	ck_assert_uint_eq(m.n, 0);
@@ -1102,15 +1107,15 @@ START_TEST(test_hmap_churn)
 	for (int step = 0; step < 50000; step++) {
 		size_t i = rng() % N;
 		if (ents[i].live) {
-			ck_assert_ptr_eq(hmap_del(&m, ents[i].key, ents[i].klen), &ents[i]);
+			CHECK(hmap_del(&m, ents[i].key, ents[i].klen) == &ents[i], "del %zu", i);
 			ents[i].live = 0;
 			live--;
 		} else {
-			ck_assert_int_eq(hmap_put(&m, ents[i].key, ents[i].klen, &ents[i]), 0);
+			CHECK(hmap_put(&m, ents[i].key, ents[i].klen, &ents[i]) == 0, "put %zu", i);
 			ents[i].live = 1;
 			live++;
 		}
-		ck_assert_uint_eq(m.n, live);
+		CHECK(m.n == live, "n %zu, want %zu", m.n, live);
 		if (step % 5000 == 0)
 			hmap_check_invariant(&m);
 	}

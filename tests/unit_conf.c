@@ -740,6 +740,47 @@ START_TEST(test_sample_uncommented)
 }
 END_TEST
 
+/* The EXAMPLE section of docs/phxd.conf.5, read from the page itself. */
+START_TEST(test_man_example)
+{
+	const char *srcdir = getenv("srcdir");
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/docs/phxd.conf.5", srcdir ? srcdir : ".");
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	char line[1024], text[8192] = "";
+	int state = 0;   /* 0: before EXAMPLE, 1: before .nf, 2: in it */
+	while (fgets(line, sizeof(line), f) && state < 3) {
+		if (state == 0 && strncmp(line, ".SH EXAMPLE", 11) == 0)
+			state = 1;
+		else if (state == 1 && strncmp(line, ".nf", 3) == 0)
+			state = 2;
+		else if (state == 2 && strncmp(line, ".fi", 3) == 0)
+			state = 3;
+		else if (state == 2) {
+			/* undo the roff escapes the example uses */
+			char *q;
+			while ((q = strstr(line, "\\-")))
+				memmove(q, q + 1, strlen(q));
+			ck_assert_uint_lt(strlen(text) + strlen(line), sizeof(text));
+			strcat(text, line);
+		}
+	}
+	fclose(f);
+	ck_assert_int_eq(state, 3);
+	struct conf c;
+	expect_ok(&c, text);
+	ck_assert_uint_eq(c.nendpoints, 2);
+	ck_assert_str_eq(conf_default_endpoint(&c)->name, "main");
+	ck_assert_str_eq(c.endpoints[0].params[0].value, "SFMyNTY.g2gDbQAAAAM");
+	ck_assert_str_eq(c.endpoints[1].headers[0].key, "User-Agent");
+	ck_assert_str_eq(c.endpoints[1].headers[0].value, "phxd (admin)");
+	ck_assert_str_eq(c.endpoints[1].ca_file, "/etc/phxd/admin-ca.pem");
+	ck_assert_str_eq(c.endpoints[1].reconnect_backoff, "1000,5000,30000");
+	conf_free(&c);
+}
+END_TEST
+
 static char *tmp_write(const char *content, size_t len)
 {
 	static char path[64];
@@ -1072,7 +1113,8 @@ int main(void)
 	      test_strings, test_params_headers, test_url_option);
 	SUITE("errors", test_errors_brief, test_errors_more, test_errors_bytes);
 	SUITE("syntax", test_comments, test_quotes, test_crlf_bom, test_file_name);
-	SUITE("files", test_sample_conf, test_sample_uncommented, test_load_file);
+	SUITE("files", test_sample_conf, test_sample_uncommented, test_man_example,
+	      test_load_file);
 	SUITE("api", test_add_endpoint_check);
 	SUITE("values", test_duration, test_size);
 	SUITE("url", test_url_good, test_url_bad);
