@@ -24,7 +24,7 @@ void buf_free(struct buf *b);          /* frees memory; b stays usable (empty) *
 void buf_release(struct buf *b);       /* frees memory if b holds no bytes */
 
 static inline size_t buf_len(const struct buf *b) { return b->wpos - b->rpos; }
-static inline char *buf_rptr(const struct buf *b) { return b->data + b->rpos; }
+static inline char *buf_rptr(const struct buf *b) { return b->data ? b->data + b->rpos : NULL; }
 static inline void buf_reset(struct buf *b) { b->rpos = b->wpos = 0; }
 /* Drops readable bytes past the first len.  For all-or-nothing writers:
  * remember n = buf_len(b) before appending, buf_truncate(b, n) on failure

@@ -36,9 +36,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#ifndef RUNSTATEDIR
+/* systemd's RuntimeDirectory=phxd makes /run/phxd, whatever the prefix */
+#undef RUNSTATEDIR
 #define RUNSTATEDIR "/run"
-#endif
 
 #define CONF_DEFAULT_SOCKET RUNSTATEDIR "/phxd/phxd.sock"
 #define CONF_HEADER_NAME_MAX 256
@@ -101,8 +101,8 @@ static const struct conf_key conf_keys[] = {
 	  "1-256 HTTP token characters" },
 	{ "tls_verify", CT_BOOL, E(tls_verify), 0, 1, "true/false, yes/no, on/off or 1/0" },
 	{ "ca_file", CT_STR, E(ca_file), 0, 0, "a file name" },
-	{ "heartbeat_interval", CT_DURATION, E(heartbeat_ms), SEC, HOUR,
-	  "duration 1s..1h, e.g. 30s" },
+	{ "heartbeat_interval", CT_DURATION, E(heartbeat_ms), 100, HOUR,
+	  "duration 100ms..1h, e.g. 30s" },
 	{ "connect_timeout", CT_DURATION, E(connect_timeout_ms), 100, HOUR,
 	  "duration 100ms..1h, e.g. 10s" },
 	{ "push_timeout", CT_DURATION, E(push_timeout_ms), 100, HOUR,

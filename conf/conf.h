@@ -39,7 +39,7 @@ struct conf_endpoint {
 };
 
 struct conf {
-	char *socket_path;             /* socket, default RUNSTATEDIR "/phxd/phxd.sock" */
+	char *socket_path;             /* socket, default /run/phxd/phxd.sock */
 	unsigned socket_mode;          /* socket_mode, octal, default 0660 */
 	size_t max_line;               /* default 1 MiB */
 	size_t client_queue_max;       /* default 4 MiB */

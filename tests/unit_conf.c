@@ -237,14 +237,14 @@ START_TEST(test_ranges)
 	struct conf c;
 	/* inclusive bounds are accepted */
 	expect_ok(&c, "socket_mode = 0777\nmax_line = 1k\nclient_queue_max = 4k\n"
-		  "max_clients = 1\n" MIN_EP "heartbeat_interval = 1s\n"
+		  "max_clients = 1\n" MIN_EP "heartbeat_interval = 100ms\n"
 		  "connect_timeout = 100ms\npush_timeout = 3600s\njoin_timeout = 60m\n"
 		  "push_buffer = 100000\nmax_frame = 1024\n");
 	ck_assert_uint_eq(c.socket_mode, 0777);
 	ck_assert_uint_eq(c.max_line, 1024);
 	ck_assert_uint_eq(c.client_queue_max, 4096);
 	ck_assert_uint_eq(c.max_clients, 1);
-	ck_assert_uint_eq(c.endpoints[0].heartbeat_ms, 1000);
+	ck_assert_uint_eq(c.endpoints[0].heartbeat_ms, 100);
 	ck_assert_uint_eq(c.endpoints[0].connect_timeout_ms, 100);
 	ck_assert_uint_eq(c.endpoints[0].push_timeout_ms, 3600000);
 	ck_assert_uint_eq(c.endpoints[0].join_timeout_ms, 3600000);
@@ -282,10 +282,10 @@ START_TEST(test_ranges)
 			  "max_clients: bad value '99999999999999999999999' (integer 1..1000000)");
 	expect_global_err("max_clients = 10k", "max_clients: bad value '10k' (integer 1..1000000)");
 	expect_global_err("max_clients = +5", "max_clients: bad value '+5' (integer 1..1000000)");
-	expect_ep_err("heartbeat_interval = 999ms",
-		      "heartbeat_interval: bad value '999ms' (duration 1s..1h, e.g. 30s)");
+	expect_ep_err("heartbeat_interval = 99ms",
+		      "heartbeat_interval: bad value '99ms' (duration 100ms..1h, e.g. 30s)");
 	expect_ep_err("heartbeat_interval = 61m",
-		      "heartbeat_interval: bad value '61m' (duration 1s..1h, e.g. 30s)");
+		      "heartbeat_interval: bad value '61m' (duration 100ms..1h, e.g. 30s)");
 	expect_ep_err("connect_timeout = 99ms",
 		      "connect_timeout: bad value '99ms' (duration 100ms..1h, e.g. 10s)");
 	expect_ep_err("push_timeout = 3601s",

@@ -105,10 +105,15 @@ static const char *rep(char ch, size_t n)
 }
 
 static char *fmt(const char *f, const char *arg)
+	__attribute__((format(printf, 1, 0)));
+static char *fmt(const char *f, const char *arg)
 {
 	static char s[2048];
 
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
 	snprintf(s, sizeof(s), f, arg);
+#pragma GCC diagnostic pop
 	return s;
 }
 

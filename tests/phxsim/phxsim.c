@@ -623,14 +623,16 @@ static void conn_defer(struct conn *c, uint8_t opcode, const void *p, size_t n,
 
 	if (c->st != ST_WS)
 		return;
-	/* insertion point: before the first frame due later */
-	for (pos = c->pending.next; pos != &c->pending; pos = pos->next)
-		if (container_of(pos, struct pend, node)->due > due)
+	/* insertion point: after the last frame due earlier or at the same
+	 * time (searched from the tail: due times mostly grow) */
+	for (pos = c->pending.prev; pos != &c->pending; pos = pos->prev)
+		if (container_of(pos, struct pend, node)->due <= due)
 			break;
-	if (pos == c->pending.next && due <= now_ms()) {
+	if (pos == &c->pending && due <= now_ms()) {
 		conn_queue(c, opcode, p, n);
 		return;
 	}
+	pos = pos->next;
 	struct pend *pd = malloc(sizeof(*pd) + n);
 	if (!pd) {
 		conn_doom(c, "out of memory");
