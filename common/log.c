@@ -54,10 +54,12 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 
 	if (lvl > log_level)
 		return;
+	if ((int)lvl < 0)
+		lvl = LOG_LVL_ERR;
 	if (log_journal) {
 		n = (size_t)snprintf(line, sizeof(line), "<%d>", (int)lvl);
 	} else {
-		static const char *names[] = { "", "", "", "error", "warning",
+		static const char *names[] = { "emerg", "alert", "crit", "error", "warning",
 					       "notice", "info", "debug" };
 		struct timespec ts;
 		struct tm tm;
@@ -68,6 +70,8 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 				      ts.tv_nsec / 1000000, log_ident, (int)getpid(),
 				      names[lvl]);
 	}
+	if (n > sizeof(line) / 2)
+		n = sizeof(line) / 2;
 	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
 	va_end(ap);

@@ -644,7 +644,7 @@ static const struct up_callbacks router_up_cbs = {
 static void cmd_join(struct router *rt, struct ipc_client *c, const struct ipc_cmd *cmd,
 		     const char *tag)
 {
-	struct endpoint *ep = &rt->eps[c->ep];
+	struct endpoint *ep = &rt->eps[c->ep < 0 ? rt->default_ep : c->ep];
 	const char *topic = cmd->target.p;
 	size_t tlen = cmd->target.len;
 

@@ -150,10 +150,19 @@ static ssize_t up_read(struct up_conn *up, void *p, size_t n)
 		if (errno == 0)
 			return 0; /* EOF without close_notify */
 		return -1;
-	default:
-		ERR_clear_error();
+	default: {
+		char e[200];
+#ifdef SSL_R_UNEXPECTED_EOF_WHILE_READING
+		if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+			ERR_clear_error();
+			return 0; /* the peer closed without close_notify */
+		}
+#endif
+		tls_errstr(e, sizeof(e));
+		snprintf(up->last_error, sizeof(up->last_error), "TLS: %s", e);
 		errno = EPROTO;
 		return -1;
+	}
 	}
 }
 
@@ -230,8 +239,9 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *p, size_t n,
 			return -1;
 		}
 		if (r <= 0) {
-			snprintf(up->last_error, sizeof(up->last_error), "%s",
-				 r == 0 ? "connection closed by server" : strerror(errno));
+			if (!(r < 0 && errno == EPROTO && up->ssl)) /* else: TLS said why */
+				snprintf(up->last_error, sizeof(up->last_error), "%s",
+					 r == 0 ? "connection closed by server" : strerror(errno));
 			wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 			return -1;
 		}
@@ -382,9 +392,13 @@ static void up_down(struct up_conn *up, const char *reason)
 	if (was_open) {
 		up->disconnects++;
 		log_warn("endpoint '%s': connection lost: %s", up->conf->name, up->last_error);
-	} else {
+	} else if (strcmp(up->last_error, up->last_logged) != 0) {
+		/* the same failure again is not news: logged at info level */
 		log_warn("endpoint '%s': connect failed: %s", up->conf->name, up->last_error);
+	} else {
+		log_info("endpoint '%s': connect failed again: %s", up->conf->name, up->last_error);
 	}
+	memcpy(up->last_logged, up->last_error, sizeof(up->last_logged));
 	up_teardown(up);
 	up->state = UP_IDLE;
 	up->cb->on_down(up, up->last_error);
@@ -511,6 +525,7 @@ static void up_open(struct up_conn *up)
 	up->state = UP_OPEN;
 	up->hb_pending = 0;
 	backoff_reset(&up->reconnect_bo);
+	up->last_logged[0] = '\0';
 	log_notice("endpoint '%s': connected", up->conf->name);
 	double hb = up->conf->heartbeat_ms / 1000.0;
 	ev_timer_set(&up->hb_timer, hb, hb);
@@ -585,14 +600,18 @@ static void up_progress(struct up_conn *up, int revents)
 		}
 	}
 	if (revents & EV_READ || up->tls_want == EV_READ || (up->ssl && SSL_pending(up->ssl))) {
+		int eof = 0;
 		for (;;) {
 			ssize_t r = up_fill(up);
 			if (r == -2)
 				break;
-			if (r <= 0) {
-				up_fail(up, "reading the upgrade response: %s",
-					r == 0 ? "connection closed by server" : strerror(errno));
+			if (r < 0) {
+				up_fail(up, "reading the upgrade response: %s", strerror(errno));
 				return;
+			}
+			if (r == 0) {
+				eof = 1; /* parse what came before the close */
+				break;
 			}
 			if (buf_len(&up->rbuf) >= WS_HS_MAX)
 				break;
@@ -607,6 +626,11 @@ static void up_progress(struct up_conn *up, int revents)
 		if (hl > 0) {
 			buf_consume(&up->rbuf, (size_t)hl);
 			up_open(up);
+			return;
+		}
+		if (eof) {
+			up_fail(up, "connection closed by server during the upgrade%s",
+				buf_len(&up->rbuf) ? " (incomplete response)" : "");
 			return;
 		}
 	}

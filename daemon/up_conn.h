@@ -72,6 +72,7 @@ struct up_conn {
 	int hb_pending;
 	struct backoff reconnect_bo;
 	char last_error[256];
+	char last_logged[256];              /* last failure logged as a warning */
 	int closing;                        /* teardown requested inside a callback */
 	int in_recv;
 

@@ -430,6 +430,7 @@ static void ipc_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		c->srv = s;
 		c->fd = fd;
+		c->ep = -1;
 		c->id = ++s->next_id;
 		buf_init(&c->in, 0);
 		buf_init(&c->out, s->queue_max);

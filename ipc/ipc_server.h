@@ -41,7 +41,7 @@ struct ipc_client {
 	struct hmap subs;        /* topic → struct sub */
 	struct list_node pushes; /* struct push awaiting a reply */
 	unsigned npending;       /* joins and pushes not yet answered */
-	int ep;                  /* endpoint chosen with USE */
+	int ep;                  /* endpoint chosen with USE; -1: the default */
 };
 
 struct ipc_handlers {

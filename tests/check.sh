@@ -35,10 +35,21 @@ if [ ! -f Makefile ] || [ ../configure -nt Makefile ]; then
 	../configure --enable-werror $flags >/dev/null
 fi
 make -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
-if ! make -j2 check; then
-	echo "=== test logs ===" >&2
+status=0
+make -j2 check || status=$?
+
+# Each Check program ends its log with "N%: Checks: C, Failures: F, Errors: E".
+for f in tests/*.log; do
+	[ -f "$f" ] && grep -H '%: Checks:' "$f" | sed 's|^tests/||'
+done
+awk '/%: Checks:/ { gsub(",", ""); c += $3; f += $5; e += $7 }
+     END { printf "%s: %d passed, %d failed\n", "'"$mode"'", c - f - e, f + e }' tests/*.log
+
+if [ "$status" -ne 0 ]; then
+	echo "=== failing test logs ===" >&2
 	for f in tests/*.log; do
-		[ -f "$f" ] && { echo "--- $f"; tail -n 60 "$f"; } >&2
+		[ -f "$f" ] && ! grep -q '^PASS' "${f%.log}.trs" 2>/dev/null &&
+			{ echo "--- $f"; tail -n 80 "$f"; } >&2
 	done
 	exit 1
 fi

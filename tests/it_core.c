@@ -252,6 +252,154 @@ START_TEST(slow_consumer)
 }
 END_TEST
 
+
+START_TEST(two_endpoints)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "ENDPOINTS");
+	IT_EXPECT_PREFIX(c, "OK ENDPOINTS - {\"default\":\"main\",\"endpoints\":[{\"name\":\"main\",");
+	it_send(c, "JOIN room:two");
+	IT_EXPECT(c, "OK JOIN room:two {}");
+	it_send(c, "USE nope");
+	IT_EXPECT(c, "ERR USE nope {\"reason\":\"unknown endpoint\"}");
+	it_send(c, "USE other");
+	IT_EXPECT(c, "OK USE other {}");
+	/* one client may join a topic once, whatever the endpoint */
+	it_send(c, "JOIN room:two");
+	IT_EXPECT(c, "ERR JOIN room:two {\"reason\":\"already joined\"}");
+	struct it_client *d = it_connect(&env);
+	it_send(d, "USE other");
+	IT_EXPECT(d, "OK USE other {}");
+	it_send(d, "JOIN room:two {\"via\":\"other\"}");
+	IT_EXPECT(d, "OK JOIN room:two {\"via\":\"other\"}");
+	/* two endpoints: two upstream sockets joined to the topic */
+	ck_assert_str_eq(it_ctl(&env, "CHANNELS room:two"), "OK 2");
+	it_send(c, "TOPICS");
+	IT_EXPECT(c, "OK TOPICS - {\"topics\":[{\"topic\":\"room:two\",\"endpoint\":\"main\",\"state\":\"joined\"}]}");
+	it_close(c);
+	it_close(d);
+	ck_assert(it_wait_channels(&env, "room:two", 0, IT_TIMEOUT_MS));
+}
+END_TEST
+
+static void start_two_endpoints(void)
+{
+	it_env_start(&env, NULL, NULL, NULL);
+	/* a second endpoint to the same server */
+	it_stop_pid(env.phxd, 5000);
+	char extra[256];
+	snprintf(extra, sizeof(extra), "\n[endpoint other]\nurl = ws://127.0.0.1:%d/socket/\n",
+		 env.port);
+	it_phxd_start(&env, NULL, extra);
+}
+
+START_TEST(connect_params_and_refusal)
+{
+	struct it_client *c = it_connect(&env);
+	/* the token param is right: joins work */
+	it_send(c, "JOIN room:tok");
+	IT_EXPECT(c, "OK JOIN room:tok {}");
+	/* the server refuses the next upgrades: the status line is reported */
+	ck_assert_str_eq(it_ctl(&env, "REJECT 1000"), "OK");
+	it_ctl(&env, "DROP");
+	IT_EXPECT_PREFIX(c, "STATE room:tok rejoining ");
+	struct it_client *d = it_connect(&env);
+	it_send(d, "JOIN room:tok2");
+	const char *l = it_line(d, IT_TIMEOUT_MS);
+	ck_assert_ptr_nonnull(l);
+	ck_assert_msg(strstr(l, "ERR JOIN room:tok2 {\"reason\":\"upstream unavailable\"") == l &&
+		      strstr(l, "403 Forbidden"), "got '%s'", l);
+	ck_assert_str_eq(it_ctl(&env, "REJECT 0"), "OK");
+	ck_assert_ptr_nonnull(it_wait_prefix(c, "STATE room:tok rejoined", IT_TIMEOUT_MS));
+	it_close(c);
+	it_close(d);
+}
+END_TEST
+
+static void start_token(void)
+{
+	it_env_start(&env, "--require-token s3cret", NULL,
+		     "param.token = s3cret\njoin_timeout = 1500ms\n");
+}
+
+
+/* TLS: a self-signed certificate for "localhost" made at setup. */
+static char tls_dir[256];
+
+static void make_cert(void)
+{
+	const char *base = getenv("PHX_TEST_TMP") ? getenv("PHX_TEST_TMP") : "/tmp";
+	char cmd[2048];
+	snprintf(tls_dir, sizeof(tls_dir), "%s/tls.XXXXXX", base);
+	ck_assert_ptr_nonnull(mkdtemp(tls_dir));
+	snprintf(cmd, sizeof(cmd),
+		 "openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost "
+		 "-addext subjectAltName=DNS:localhost -days 2 -keyout %s/key.pem "
+		 "-out %s/cert.pem >/dev/null 2>&1", tls_dir, tls_dir);
+	ck_assert_msg(system(cmd) == 0, "openssl could not make a certificate");
+}
+
+static void start_tls(void)
+{
+	char args[1024];
+	char ep[2048];
+	make_cert();
+	snprintf(args, sizeof(args), "--tls-cert %s/cert.pem --tls-key %s/key.pem", tls_dir, tls_dir);
+	memset(&env, 0, sizeof(env));
+	it_env_start(&env, args, NULL, "join_timeout = 1500ms\n");
+	/* replace the plain endpoint by three TLS ones */
+	it_stop_pid(env.phxd, 5000);
+	snprintf(ep, sizeof(ep),
+		 "\n[endpoint good]\nurl = wss://localhost:%d/socket\nca_file = %s/cert.pem\n"
+		 "join_timeout = 3s\n"
+		 "\n[endpoint untrusted]\nurl = wss://localhost:%d/socket\njoin_timeout = 1500ms\n"
+		 "\n[endpoint wrongname]\nurl = wss://127.0.0.1:%d/socket\nca_file = %s/cert.pem\n"
+		 "join_timeout = 1500ms\n",
+		 env.port, tls_dir, env.port, env.port, tls_dir);
+	it_phxd_start(&env, "default_endpoint = good", ep);
+}
+
+static void stop_tls(void)
+{
+	char cmd[1024];
+	it_env_stop(&env);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tls_dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(tls_verified)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN room:tls {\"secure\":true}");
+	IT_EXPECT(c, "OK JOIN room:tls {\"secure\":true}");
+	it_send(c, "PUSH room:tls echo {\"over\":\"tls\"}");
+	IT_EXPECT(c, "OK PUSH room:tls {\"over\":\"tls\"}");
+	it_send(c, "BPUSH room:tls bin AAECAwQF");
+	IT_EXPECT(c, "BOK BPUSH room:tls AAECAwQF");
+	it_ctl(&env, "DROP");
+	IT_EXPECT_PREFIX(c, "STATE room:tls rejoining ");
+	IT_EXPECT(c, "STATE room:tls rejoined {\"secure\":true}");
+
+	/* not signed by a CA we trust */
+	it_send(c, "USE untrusted");
+	IT_EXPECT(c, "OK USE untrusted {}");
+	it_send(c, "JOIN room:u");
+	const char *l = it_line(c, IT_TIMEOUT_MS);
+	ck_assert_ptr_nonnull(l);
+	ck_assert_msg(strncmp(l, "ERR JOIN room:u {\"reason\":\"upstream unavailable\"", 48) == 0 &&
+		      strstr(l, "certificate"), "got '%s'", l);
+	/* signed, but for another name */
+	it_send(c, "USE wrongname");
+	IT_EXPECT(c, "OK USE wrongname {}");
+	it_send(c, "JOIN room:w");
+	l = it_line(c, IT_TIMEOUT_MS);
+	ck_assert_ptr_nonnull(l);
+	ck_assert_msg(strncmp(l, "ERR JOIN room:w {\"reason\":\"upstream unavailable\"", 48) == 0 &&
+		      strstr(l, "certificate"), "got '%s'", l);
+	it_close(c);
+}
+END_TEST
+
 static void start_stall(void)
 {
 	it_env_start(&env, NULL, NULL, "heartbeat_interval = 500ms\n");
@@ -321,6 +469,24 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, bad_input_lines);
 	tcase_add_test(tc, push_timeout);
 	tcase_add_test(tc, slow_consumer);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("endpoints");
+	tcase_add_checked_fixture(tc, start_two_endpoints, stop_env);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, two_endpoints);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("token");
+	tcase_add_checked_fixture(tc, start_token, stop_env);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, connect_params_and_refusal);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("tls");
+	tcase_add_checked_fixture(tc, start_tls, stop_tls);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, tls_verified);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("heartbeat");

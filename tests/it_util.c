@@ -50,7 +50,7 @@ static pid_t spawn(char *const argv[], int *out_fd)
 			close(pfd[0]);
 			close(pfd[1]);
 		}
-		execv(argv[0], argv);
+		execvp(argv[0], argv); /* a wrapper is found through PATH */
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
@@ -132,7 +132,18 @@ void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoi
 		e->sock, env_or("PHX_TEST_LOG", "warning"), global_conf ? global_conf : "",
 		e->port, endpoint_conf ? endpoint_conf : "");
 	fclose(f);
-	char *argv[] = { (char *)env_or("PHXD_BIN", "./phxd"), "-c", e->conf, NULL };
+	/* PHX_TEST_WRAPPER, e.g. "valgrind --error-exitcode=99 -q", runs phxd
+	 * under a tool */
+	char wrap[512];
+	char *argv[24];
+	int argc = 0;
+	snprintf(wrap, sizeof(wrap), "%s", env_or("PHX_TEST_WRAPPER", ""));
+	for (char *tok = strtok(wrap, " "); tok && argc < 18; tok = strtok(NULL, " "))
+		argv[argc++] = tok;
+	argv[argc++] = (char *)env_or("PHXD_BIN", "./phxd");
+	argv[argc++] = "-c";
+	argv[argc++] = e->conf;
+	argv[argc] = NULL;
 	unlink(e->sock);
 	e->phxd = spawn(argv, NULL);
 	long end = now_ms() + IT_TIMEOUT_MS;
