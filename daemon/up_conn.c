@@ -249,8 +249,6 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *p, size_t n,
 	size_t k = buf_len(&up->rbuf) < n ? buf_len(&up->rbuf) : n;
 	memcpy(p, buf_rptr(&up->rbuf), k);
 	buf_consume(&up->rbuf, k);
-	if (buf_len(&up->rbuf) == 0)
-		buf_release(&up->rbuf);
 	return (ssize_t)k;
 }
 

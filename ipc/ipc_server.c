@@ -222,11 +222,19 @@ void ipc_client_wrote(struct ipc_client *c, int r)
 	ipc_client_close(c, NULL);
 }
 
+struct buf *ipc_client_out(struct ipc_client *c)
+{
+	/* an empty queue takes one line whatever its size: a client that reads
+	 * can receive any event the upstream accepted */
+	c->out.max = buf_len(&c->out) ? c->srv->queue_max : 0;
+	return &c->out;
+}
+
 void ipc_client_write(struct ipc_client *c, const char *p, size_t n)
 {
 	if (c->dead || c->closing)
 		return;
-	ipc_client_wrote(c, buf_append(&c->out, p, n));
+	ipc_client_wrote(c, buf_append(ipc_client_out(c), p, n));
 }
 
 void ipc_client_check_done(struct ipc_client *c)
@@ -262,7 +270,7 @@ static void ipc_handle_line(struct ipc_client *c, const char *line, size_t len)
 	s->lines_in++;
 	if (r < 0) {
 		s->bad_lines++;
-		ipc_client_wrote(c, ipc_fmt_error(&c->out, &cmd.tag, cmd.verb_name,
+		ipc_client_wrote(c, ipc_fmt_error(ipc_client_out(c), &cmd.tag, cmd.verb_name,
 						  cmd.target.p, cmd.target.len, cmd.err, NULL));
 		return;
 	}
@@ -298,7 +306,7 @@ static void ipc_process_input(struct ipc_client *c, int at_eof)
 			c->discarding = 0;
 			s->bad_lines++;
 			buf_consume(&c->in, n + 1);
-			ipc_client_wrote(c, ipc_fmt_error(&c->out, NULL, "?", NULL, 0,
+			ipc_client_wrote(c, ipc_fmt_error(ipc_client_out(c), NULL, "?", NULL, 0,
 							  "line too long", lim));
 			continue;
 		}

@@ -82,10 +82,11 @@ int ipc_server_listen(struct ipc_server *s, const char *path, unsigned mode,
  * removes the socket file if we created it. */
 void ipc_server_close(struct ipc_server *s, const char *bye_reason);
 
-/* Output.  Every formatter result goes through ipc_client_wrote(): 0 marks
- * the client for flushing; -EMSGSIZE means its queue is full: it is sent a
- * BYE and closed. */
-static inline struct buf *ipc_client_out(struct ipc_client *c) { return &c->out; }
+/* Output.  Format into ipc_client_out(c), then pass the formatter's result
+ * to ipc_client_wrote(): 0 marks the client for flushing; -EMSGSIZE means
+ * its queue is full: it is sent a BYE and closed.  The queue holds at most
+ * queue_max bytes, except that one line of any size fits an empty queue. */
+struct buf *ipc_client_out(struct ipc_client *c);
 void ipc_client_wrote(struct ipc_client *c, int r);
 /* Appends preformatted bytes (a whole line), with the same overflow rule. */
 void ipc_client_write(struct ipc_client *c, const char *p, size_t n);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "it_util.h"
@@ -400,6 +401,48 @@ START_TEST(tls_verified)
 }
 END_TEST
 
+
+START_TEST(half_close_gets_replies)
+{
+	struct it_client *c = it_connect(&env);
+	const char *lines = "JOIN room:h\nPUSH room:h echo {\"last\":true}\n";
+	it_send_raw(c, lines, strlen(lines));
+	ck_assert_int_eq(shutdown(c->fd, SHUT_WR), 0);
+	IT_EXPECT(c, "OK JOIN room:h {}");
+	IT_EXPECT(c, "OK PUSH room:h {\"last\":true}");
+	ck_assert(it_wait_eof(c, IT_TIMEOUT_MS));
+	it_close(c);
+}
+END_TEST
+
+START_TEST(line_bigger_than_queue)
+{
+	/* a 200 KB reply passes a 64 KiB queue when the queue is empty */
+	size_t n = 200000;
+	char *line = malloc(n + 64);
+	int k = snprintf(line, 64, "PUSH room:big echo \"");
+	memset(line + k, 'z', n);
+	memcpy(line + k + n, "\"\n", 3);
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN room:big");
+	IT_EXPECT(c, "OK JOIN room:big {}");
+	it_send_raw(c, line, (size_t)k + n + 2);
+	const char *l = it_line(c, IT_TIMEOUT_MS);
+	ck_assert_ptr_nonnull(l);
+	ck_assert_uint_eq(strlen(l), strlen("OK PUSH room:big \"\"") + n);
+	ck_assert(strncmp(l, "OK PUSH room:big \"zzz", 21) == 0);
+	free(line);
+	it_send(c, "PING");
+	IT_EXPECT(c, "OK PING - {}");
+	it_close(c);
+}
+END_TEST
+
+static void start_big_lines(void)
+{
+	it_env_start(&env, NULL, "max_line = 1M\nclient_queue_max = 64k\n", NULL);
+}
+
 static void start_stall(void)
 {
 	it_env_start(&env, NULL, NULL, "heartbeat_interval = 500ms\n");
@@ -469,6 +512,13 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, bad_input_lines);
 	tcase_add_test(tc, push_timeout);
 	tcase_add_test(tc, slow_consumer);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("big");
+	tcase_add_checked_fixture(tc, start_big_lines, stop_env);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, half_close_gets_replies);
+	tcase_add_test(tc, line_bigger_than_queue);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("endpoints");

@@ -277,7 +277,7 @@ void it_send(struct it_client *c, const char *fmt, ...)
 
 const char *it_line(struct it_client *c, int timeout_ms)
 {
-	static char out[1 << 17];
+	static char out[1 << 20];
 	long end = now_ms() + timeout_ms;
 	for (;;) {
 		char *nl = memchr(c->buf, '\n', c->len);

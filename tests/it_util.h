@@ -25,7 +25,7 @@ struct it_env {
 
 struct it_client {
 	int fd;
-	char buf[1 << 17];
+	char buf[1 << 20];
 	size_t len;
 };
 
