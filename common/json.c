@@ -210,6 +210,32 @@ static size_t scan_lit(const char *p, size_t len, size_t i, const char *lit)
 	return i + n;
 }
 
+/* Whitespace from i; notes CR/LF in *nl.  Returns the new position. */
+static size_t skip_ws_nl(const char *p, size_t len, size_t i, int *nl)
+{
+	while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) {
+		if (p[i] == '\n' || p[i] == '\r')
+			*nl = 1;
+		i++;
+	}
+	return i;
+}
+
+/* An object member's key, the colon and the whitespace around it, from
+ * p[i] == '"'.  Returns the position of the value, or 0 on error. */
+static size_t scan_key(const char *p, size_t len, size_t i, int *nl)
+{
+	if (i >= len || p[i] != '"')
+		return 0;
+	i = scan_string(p, len, i);
+	if (!i)
+		return 0;
+	i = skip_ws_nl(p, len, i, nl);
+	if (i >= len || p[i] != ':')
+		return 0;
+	return skip_ws_nl(p, len, i + 1, nl);
+}
+
 /* Iterative scanner with an explicit stack of container kinds. */
 long json_skip(const char *p, size_t len, int *nl)
 {
@@ -218,12 +244,7 @@ long json_skip(const char *p, size_t len, int *nl)
 	size_t i = 0;
 	int saw_nl = 0;
 
-#define WS() do { \
-		while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) { \
-			if (p[i] == '\n' || p[i] == '\r') saw_nl = 1; \
-			i++; \
-		} \
-	} while (0)
+#define WS() (i = skip_ws_nl(p, len, i, &saw_nl))
 
 	for (;;) {
 		/* expect a value at p[i] */
@@ -242,18 +263,8 @@ long json_skip(const char *p, size_t len, int *nl)
 				depth--;
 				goto after_value;
 			}
-			if (stack[depth - 1] == '{') {
-				if (i >= len || p[i] != '"')
-					return -1;
-				i = scan_string(p, len, i);
-				if (!i)
-					return -1;
-				WS();
-				if (i >= len || p[i] != ':')
-					return -1;
-				i++;
-				WS();
-			}
+			if (stack[depth - 1] == '{' && !(i = scan_key(p, len, i, &saw_nl)))
+				return -1;
 			continue;
 		case '"':
 			i = scan_string(p, len, i);
@@ -285,18 +296,8 @@ after_value:
 		if (p[i] == ',') {
 			i++;
 			WS();
-			if (stack[depth - 1] == '{') {
-				if (i >= len || p[i] != '"')
-					return -1;
-				i = scan_string(p, len, i);
-				if (!i)
-					return -1;
-				WS();
-				if (i >= len || p[i] != ':')
-					return -1;
-				i++;
-				WS();
-			}
+			if (stack[depth - 1] == '{' && !(i = scan_key(p, len, i, &saw_nl)))
+				return -1;
 			continue;
 		}
 		if (p[i] == (stack[depth - 1] == '{' ? '}' : ']')) {

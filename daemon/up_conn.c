@@ -121,6 +121,17 @@ static int up_tls_begin(struct up_conn *up)
 
 /* ------------------------------------------------------------ transport */
 
+/* A TLS call that must wait: records which event it waits for, sets
+ * errno = EAGAIN and returns 1; 0 for any other outcome. */
+static int tls_would_block(struct up_conn *up, int err)
+{
+	if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+		return 0;
+	up->tls_want = err == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE;
+	errno = EAGAIN;
+	return 1;
+}
+
 /* Reads into p; returns bytes, 0 at EOF, -1 with errno (EAGAIN when it
  * would block; up->tls_want says which event TLS waits for). */
 static ssize_t up_read(struct up_conn *up, void *p, size_t n)
@@ -135,15 +146,10 @@ static ssize_t up_read(struct up_conn *up, void *p, size_t n)
 	int r = SSL_read(up->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
 	if (r > 0)
 		return r;
-	switch (SSL_get_error(up->ssl, r)) {
-	case SSL_ERROR_WANT_READ:
-		up->tls_want = EV_READ;
-		errno = EAGAIN;
+	int err = SSL_get_error(up->ssl, r);
+	if (tls_would_block(up, err))
 		return -1;
-	case SSL_ERROR_WANT_WRITE:
-		up->tls_want = EV_WRITE;
-		errno = EAGAIN;
-		return -1;
+	switch (err) {
 	case SSL_ERROR_ZERO_RETURN:
 		return 0;
 	case SSL_ERROR_SYSCALL:
@@ -178,21 +184,12 @@ static ssize_t up_write(struct up_conn *up, const void *p, size_t n)
 	int r = SSL_write(up->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
 	if (r > 0)
 		return r;
-	switch (SSL_get_error(up->ssl, r)) {
-	case SSL_ERROR_WANT_READ:
-		up->tls_want = EV_READ;
-		errno = EAGAIN;
+	if (tls_would_block(up, SSL_get_error(up->ssl, r)))
 		return -1;
-	case SSL_ERROR_WANT_WRITE:
-		up->tls_want = EV_WRITE;
-		errno = EAGAIN;
-		return -1;
-	default:
-		ERR_clear_error();
-		if (errno == 0)
-			errno = EPIPE;
-		return -1;
-	}
+	ERR_clear_error();
+	if (errno == 0)
+		errno = EPIPE;
+	return -1;
 }
 
 /* Writes what wbuf holds; 0 (all or would block) or -1 on error. */
