@@ -115,6 +115,12 @@ static const struct conf_key conf_keys[] = {
 	  "1 to 16 comma-separated delays in ms, each 1..3600000" },
 	{ "push_buffer", CT_UINT, E(push_buffer), 0, 100000, "integer 0..100000" },
 	{ "max_frame", CT_SIZE, E(max_frame), KIB, GIB, "size 1k..1G" },
+	{ "pool_size", CT_UINT, E(pool_size), 1, CONF_POOL_MAX, "integer 1..64" },
+	{ "pool_min", CT_UINT, E(pool_min), 0, CONF_POOL_MAX, "integer 0..64, at most pool_size" },
+	{ "max_channels_per_upstream", CT_UINT, E(max_channels), 1, 1000000,
+	  "integer 1..1000000" },
+	{ "pool_idle_timeout", CT_DURATION, E(pool_idle_ms), 100, DAY,
+	  "duration 100ms..24h, e.g. 60s" },
 };
 
 #undef G
@@ -401,6 +407,10 @@ struct conf_endpoint *conf_add_endpoint(struct conf *c, const char *name, const 
 		.join_timeout_ms = 10 * SEC,
 		.push_buffer = 100,
 		.max_frame = 16 * MIB,
+		.pool_size = 4,
+		.pool_min = 1,
+		.max_channels = 100,
+		.pool_idle_ms = 60 * SEC,
 	};
 
 	e.name = strdup(name);
@@ -458,6 +468,10 @@ static int conf_check_endpoint(const struct conf *c, size_t i, const char *file,
 	if (url_parse(e->url, &u, &why) < 0)
 		return conf_errf(err, errlen, file, e->line, -EINVAL,
 				 "endpoint '%s': bad url (%s)", e->name, why);
+	if (e->pool_min > e->pool_size)
+		return conf_errf(err, errlen, file, e->line, -EINVAL,
+				 "endpoint '%s': pool_min (%u) is larger than pool_size (%u)",
+				 e->name, e->pool_min, e->pool_size);
 	return 0;
 }
 

@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#define CONF_POOL_MAX 64
+
 struct conf_kv {
 	char *key;
 	char *value;
@@ -35,6 +37,10 @@ struct conf_endpoint {
 	char *rejoin_backoff;          /* ms list, default BACKOFF_REJOIN_DEFAULT */
 	unsigned push_buffer;          /* pushes buffered per channel while not joined, default 100 */
 	size_t max_frame;              /* largest inbound WebSocket message, default 16 MiB */
+	unsigned pool_size;            /* most upstream connections, default 4 */
+	unsigned pool_min;             /* connections kept open without topics, default 1 */
+	unsigned max_channels;         /* max_channels_per_upstream, default 100 */
+	unsigned pool_idle_ms;         /* pool_idle_timeout: close unused extras, default 60 s */
 	unsigned line;                 /* line of the section header, for messages */
 };
 

@@ -32,6 +32,7 @@ struct push {
 	struct list_node chan_node;     /* chan->pushes while the channel lives */
 	struct list_node client_node;   /* client->pushes while the client lives */
 	struct endpoint *ep;
+	struct up_slot *slot;           /* where it was sent (in flight) */
 	struct chan *chan;              /* NULL once the channel is gone */
 	struct ipc_client *client;      /* NULL once the client is gone */
 	uint64_t deadline;
@@ -179,7 +180,7 @@ static void push_fail(struct push *p, const char *reason, const char *detail)
 static int push_send(struct push *p)
 {
 	struct chan *ch = p->chan;
-	struct up_conn *up = &p->ep->up;
+	struct up_conn *up = &ch->slot->up;
 	char ref[24];
 	up_conn_next_ref(up, ref);
 	int r = p->binary ?
@@ -195,7 +196,9 @@ static int push_send(struct push *p)
 	if (ch->nbuffered)
 		ch->nbuffered--;
 	p->inflight = 1;
+	p->slot = ch->slot;
 	ch->msgs_out++;
+	ch->bytes_out += p->payload_len;
 	return 0;
 }
 
@@ -225,8 +228,9 @@ static void push_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		if (p->deadline > now)
 			break;
 		ep->rt->timeouts++;
-		if (!p->inflight && !up_conn_is_open(&ep->up))
-			push_fail(p, "upstream unavailable", ep->up.last_error);
+		struct up_conn *up = p->chan ? &p->chan->slot->up : NULL;
+		if (!p->inflight && up && !up_conn_is_open(up))
+			push_fail(p, "upstream unavailable", up->last_error);
 		else
 			push_fail(p, "timeout", p->inflight ? "no reply from the server" :
 				  "channel not joined in time");
@@ -252,6 +256,64 @@ static void chan_fail_pushes(struct chan *ch, int inflight_too, const char *reas
 static void join_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void rejoin_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
+/* ------------------------------------------------------------- the pool */
+
+unsigned router_ep_open(const struct endpoint *ep)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < ep->nslots; i++)
+		n += up_conn_is_open(&ep->slots[i].up);
+	return n;
+}
+
+/* The least loaded connection with room, other than `not`; ties go to the
+ * lowest index, so connections open in order.  NULL when all are full. */
+static struct up_slot *slot_pick(struct endpoint *ep, const struct up_slot *not)
+{
+	struct up_slot *best = NULL;
+	for (unsigned i = 0; i < ep->nslots; i++) {
+		struct up_slot *sl = &ep->slots[i];
+		if (sl == not || sl->nchans >= sl->limit)
+			continue;
+		if (!best || sl->nchans < best->nchans)
+			best = sl;
+	}
+	return best;
+}
+
+static void chan_assign(struct chan *ch, struct up_slot *sl)
+{
+	ch->slot = sl;
+	list_add_tail(&sl->chans, &ch->slot_node);
+	sl->nchans++;
+	ev_timer_stop(ch->ep->rt->loop, &sl->idle);
+}
+
+static void chan_unassign(struct chan *ch)
+{
+	struct up_slot *sl = ch->slot;
+	if (!sl)
+		return;
+	list_del(&ch->slot_node);
+	sl->nchans--;
+	ch->slot = NULL;
+	/* an unused connection above pool_min closes after a while */
+	if (sl->nchans == 0 && sl->index >= sl->ep->conf->pool_min &&
+	    sl->up.state != UP_IDLE) {
+		ev_timer_set(&sl->idle, sl->ep->conf->pool_idle_ms / 1000.0, 0.);
+		ev_timer_start(sl->ep->rt->loop, &sl->idle);
+	}
+}
+
+static void slot_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct up_slot *sl = container_of(w, struct up_slot, idle);
+	(void)loop;
+	(void)revents;
+	if (sl->nchans == 0 && sl->index >= sl->ep->conf->pool_min)
+		up_conn_close(&sl->up, "idle: no channels");
+}
+
 static struct chan *chan_new(struct endpoint *ep, const char *topic, size_t tlen,
 			     const char *params, size_t plen)
 {
@@ -269,12 +331,16 @@ static struct chan *chan_new(struct endpoint *ep, const char *topic, size_t tlen
 		backoff_parse(&ch->rejoin_bo, BACKOFF_REJOIN_DEFAULT, 25);
 	ev_timer_init(&ch->rejoin_timer, rejoin_timer_cb, 0., 0.);
 	ev_timer_init(&ch->join_timer, join_timer_cb, 0., 0.);
-	if ((plen ? buf_append(&ch->params, params, plen) : buf_puts(&ch->params, EMPTY_OBJ)) < 0 ||
+	list_init(&ch->slot_node);
+	struct up_slot *sl = slot_pick(ep, NULL);
+	if (!sl || (plen ? buf_append(&ch->params, params, plen) :
+			   buf_puts(&ch->params, EMPTY_OBJ)) < 0 ||
 	    hmap_put(&ep->chans, ch->topic, tlen, ch) < 0) {
 		buf_free(&ch->params);
 		free(ch);
 		return NULL;
 	}
+	chan_assign(ch, sl);
 	return ch;
 }
 
@@ -322,12 +388,12 @@ static void join_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		if (!s->pending || s->deadline > now)
 			continue;
 		ep->rt->timeouts++;
-		if (up_conn_is_open(&ep->up))
+		if (up_conn_is_open(&ch->slot->up))
 			reply_err(s->client, s->tag, "JOIN", ch->topic, ch->topic_len, "timeout",
 				  "no join reply from the server");
 		else
 			reply_err(s->client, s->tag, "JOIN", ch->topic, ch->topic_len,
-				  "upstream unavailable", ep->up.last_error);
+				  "upstream unavailable", ch->slot->up.last_error);
 		sub_unlink(s);
 	}
 	if (ch->nsubs == 0) {
@@ -355,7 +421,7 @@ static void rejoin_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	if (ch->state != CH_ERRORED)
 		return;
-	if (up_conn_is_open(&ch->ep->up))
+	if (up_conn_is_open(&ch->slot->up))
 		chan_send_join(ch);
 	else
 		ch->state = CH_WAIT_UP;
@@ -363,7 +429,7 @@ static void rejoin_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void chan_send_join(struct chan *ch)
 {
-	struct up_conn *up = &ch->ep->up;
+	struct up_conn *up = &ch->slot->up;
 	if (!up_conn_is_open(up)) {
 		ch->state = CH_WAIT_UP;
 		up_conn_start(up);
@@ -399,10 +465,10 @@ static void chan_destroy(struct chan *ch, int send_leave)
 	struct list_node *n, *t;
 
 	if (send_leave && (ch->state == CH_JOINING || ch->state == CH_JOINED) &&
-	    up_conn_is_open(&ep->up)) {
+	    up_conn_is_open(&ch->slot->up)) {
 		char ref[24];
-		up_conn_next_ref(&ep->up, ref);
-		up_conn_send_json(&ep->up, ch->join_ref, ref, ch->topic, ch->topic_len,
+		up_conn_next_ref(&ch->slot->up, ref);
+		up_conn_send_json(&ch->slot->up, ch->join_ref, ref, ch->topic, ch->topic_len,
 				  "phx_leave", 9, EMPTY_OBJ, 2);
 	}
 	/* Buffered pushes die with the channel; pushes in flight keep waiting
@@ -420,6 +486,7 @@ static void chan_destroy(struct chan *ch, int send_leave)
 		sub_unlink(container_of(n, struct sub, chan_node));
 	ev_timer_stop(rt->loop, &ch->rejoin_timer);
 	ev_timer_stop(rt->loop, &ch->join_timer);
+	chan_unassign(ch);
 	hmap_del(&ep->chans, ch->topic, ch->topic_len);
 	buf_free(&ch->params);
 	buf_free(&ch->resp);
@@ -443,6 +510,32 @@ static void chan_end(struct chan *ch, const char *payload, size_t plen, const ch
 }
 
 /* --------------------------------------------------- upstream messages */
+
+/* Phoenix refuses a join past its per-socket channel limit with
+ * {"reason":"too many channels joined"}: the channel goes to another
+ * connection of the pool, never back to the client.  1 when moved. */
+static int chan_move_if_full(struct chan *ch, const char *resp, size_t rlen)
+{
+	static const char full[] = "\"too many channels joined\"";
+	struct json_span r;
+	if (json_obj_get(resp, rlen, "reason", &r) < 0 || r.len != sizeof(full) - 1 ||
+	    memcmp(r.p, full, r.len) != 0)
+		return 0;
+	struct up_slot *old = ch->slot;
+	/* the server's limit is what this connection carried without us */
+	old->limit = old->nchans > 1 ? old->nchans - 1 : 1;
+	struct up_slot *sl = slot_pick(ch->ep, old);
+	log_warn("endpoint '%s': upstream %u is full at %u channels (the server's limit; "
+		 "set max_channels_per_upstream to match)%s", ch->ep->conf->name, old->index,
+		 old->limit, sl ? "" : "; no other upstream has room");
+	if (!sl)
+		return 0;
+	chan_unassign(ch);
+	chan_assign(ch, sl);
+	ch->ep->rt->moved++;
+	chan_send_join(ch);
+	return 1;
+}
 
 static void on_join_reply(struct chan *ch, const struct phx_msg *m)
 {
@@ -476,6 +569,8 @@ static void on_join_reply(struct chan *ch, const struct phx_msg *m)
 		chan_flush_buffered(ch);
 		return;
 	}
+	if (chan_move_if_full(ch, resp, rlen))
+		return;
 	rt->join_errors++;
 	if (!ch->ever_joined) {
 		/* refused: every waiting client hears the server's reason */
@@ -489,10 +584,12 @@ static void on_join_reply(struct chan *ch, const struct phx_msg *m)
 	chan_schedule_rejoin(ch);
 }
 
-static void on_push_reply(struct endpoint *ep, const struct phx_msg *m)
+static void on_push_reply(struct up_slot *sl, const struct phx_msg *m)
 {
+	struct endpoint *ep = sl->ep;
 	struct push *p = hmap_get(&ep->inflight, m->ref, strlen(m->ref));
-	if (!p || p->topic_len != m->topic_len || memcmp(p->topic, m->topic, m->topic_len))
+	if (!p || p->slot != sl || p->topic_len != m->topic_len ||
+	    memcmp(p->topic, m->topic, m->topic_len))
 		return; /* a leave's reply, or a push already answered */
 	ep->rt->replies++;
 	if (p->client) {
@@ -546,16 +643,20 @@ static void deliver_event(struct chan *ch, const struct phx_msg *m)
 
 static void up_on_message(struct up_conn *up, const struct phx_msg *m)
 {
-	struct endpoint *ep = up->owner;
+	struct up_slot *sl = up->owner;
+	struct endpoint *ep = sl->ep;
 	struct chan *ch = hmap_get(&ep->chans, m->topic, m->topic_len);
 
+	/* a topic lives on one connection; anything else is stale */
+	if (ch && ch->slot != sl)
+		ch = NULL;
 	if (m->is_reply) {
 		if (ch && ch->state == CH_JOINING && m->has_ref && strcmp(m->ref, ch->join_ref) == 0) {
 			on_join_reply(ch, m);
 			return;
 		}
 		if (m->has_ref)
-			on_push_reply(ep, m);
+			on_push_reply(sl, m);
 		return;
 	}
 	if (!ch)
@@ -586,20 +687,25 @@ static void up_on_message(struct up_conn *up, const struct phx_msg *m)
 
 static void up_on_open(struct up_conn *up)
 {
-	struct endpoint *ep = up->owner;
-	struct chan *ch;
-	for (size_t i = 0; (ch = hmap_next(&ep->chans, &i));) {
-		ev_timer_stop(ep->rt->loop, &ch->rejoin_timer);
+	struct up_slot *sl = up->owner;
+	struct list_node *n, *t;
+	list_for_each_safe(n, t, &sl->chans) {
+		struct chan *ch = container_of(n, struct chan, slot_node);
+		ev_timer_stop(sl->ep->rt->loop, &ch->rejoin_timer);
 		backoff_reset(&ch->rejoin_bo);
 		chan_send_join(ch);
+	}
+	if (sl->nchans == 0 && sl->index >= sl->ep->conf->pool_min) {
+		ev_timer_set(&sl->idle, sl->ep->conf->pool_idle_ms / 1000.0, 0.);
+		ev_timer_start(sl->ep->rt->loop, &sl->idle);
 	}
 }
 
 static void up_on_down(struct up_conn *up, const char *reason)
 {
-	struct endpoint *ep = up->owner;
+	struct up_slot *sl = up->owner;
+	struct endpoint *ep = sl->ep;
 	struct router *rt = ep->rt;
-	struct chan *ch;
 	struct json_span r = reason_obj(rt, "disconnected", reason);
 	/* reason_obj's scratch is reused below: keep a copy */
 	char payload[400];
@@ -609,7 +715,9 @@ static void up_on_down(struct up_conn *up, const char *reason)
 		memcpy(payload, "{\"reason\":\"disconnected\"}", 25);
 		plen = 25;
 	}
-	for (size_t i = 0; (ch = hmap_next(&ep->chans, &i));) {
+	struct list_node *n, *t;
+	list_for_each_safe(n, t, &sl->chans) {
+		struct chan *ch = container_of(n, struct chan, slot_node);
 		ev_timer_stop(rt->loop, &ch->rejoin_timer);
 		if (ch->state == CH_WAIT_UP)
 			continue;
@@ -618,18 +726,17 @@ static void up_on_down(struct up_conn *up, const char *reason)
 		ch->state = CH_WAIT_UP;
 	}
 	/* pushes on the wire are lost with the connection: say so now */
-	struct list_node *n, *t;
 	list_for_each_safe(n, t, &ep->pushes) {
 		struct push *p = container_of(n, struct push, ep_node);
-		if (p->inflight)
+		if (p->inflight && p->slot == sl)
 			push_fail(p, "disconnected", reason);
 	}
 }
 
 static int up_wanted(struct up_conn *up)
 {
-	struct endpoint *ep = up->owner;
-	return ep->chans.n > 0;
+	struct up_slot *sl = up->owner;
+	return sl->nchans > 0 || sl->index < sl->ep->conf->pool_min;
 }
 
 static const struct up_callbacks router_up_cbs = {
@@ -658,6 +765,11 @@ static void cmd_join(struct router *rt, struct ipc_client *c, const struct ipc_c
 	}
 	struct chan *ch = hmap_get(&ep->chans, topic, tlen);
 	int fresh = 0;
+	if (!ch && !slot_pick(ep, NULL)) {
+		reply_err(c, tag, "JOIN", topic, tlen, "too many channels",
+			  "every upstream of this endpoint carries max_channels_per_upstream channels");
+		return;
+	}
 	if (!ch) {
 		ch = chan_new(ep, topic, tlen, cmd->payload.p, cmd->payload.len);
 		if (!ch) {
@@ -746,7 +858,8 @@ static void cmd_push(struct router *rt, struct ipc_client *c, const struct ipc_c
 		payload = EMPTY_OBJ;
 		plen = 2;
 	}
-	int send_now = ch->state == CH_JOINED && up_conn_is_open(&ep->up);
+	struct up_conn *up = &ch->slot->up;
+	int send_now = ch->state == CH_JOINED && up_conn_is_open(up);
 	if (!send_now && ch->nbuffered >= ep->conf->push_buffer) {
 		reply_err(c, tag, verb, ch->topic, ch->topic_len, "push buffer full", NULL);
 		return;
@@ -771,11 +884,11 @@ static void cmd_push(struct router *rt, struct ipc_client *c, const struct ipc_c
 	rt->pushes++;
 	if (send_now) {
 		char ref[24];
-		up_conn_next_ref(&ep->up, ref);
+		up_conn_next_ref(up, ref);
 		int r = binary ?
-			up_conn_send_binary(&ep->up, ch->join_ref, ref, ch->topic, ch->topic_len,
+			up_conn_send_binary(up, ch->join_ref, ref, ch->topic, ch->topic_len,
 					    cmd->event.p, cmd->event.len, payload, plen) :
-			up_conn_send_json(&ep->up, ch->join_ref, ref, ch->topic, ch->topic_len,
+			up_conn_send_json(up, ch->join_ref, ref, ch->topic, ch->topic_len,
 					  cmd->event.p, cmd->event.len, payload, plen);
 		if (r < 0 || (memcpy(p->ref, ref, sizeof(ref)),
 			      hmap_put(&ep->inflight, p->ref, strlen(p->ref), p)) < 0) {
@@ -785,7 +898,10 @@ static void cmd_push(struct router *rt, struct ipc_client *c, const struct ipc_c
 			return;
 		}
 		p->inflight = 1;
+		p->slot = ch->slot;
 		ch->msgs_out++;
+		ch->bytes_out += plen;
+		ch->last_ms = util_now_ms();
 	} else {
 		p->event = p->topic + ch->topic_len + 1;
 		memcpy(p->event, cmd->event.p, cmd->event.len);
@@ -841,7 +957,8 @@ static void cmd_endpoints(struct router *rt, struct ipc_client *c, const char *t
 			buf_putc(b, ',');
 		buf_puts(b, "{\"name\":");
 		json_put_str(b, n, strlen(n));
-		buf_printf(b, ",\"connected\":%s}", up_conn_is_open(&rt->eps[i].up) ? "true" : "false");
+		buf_printf(b, ",\"upstreams\":%u,\"connected\":%u}", rt->eps[i].nslots,
+			   router_ep_open(&rt->eps[i]));
 	}
 	buf_puts(b, "]}");
 	reply_ok(c, tag, "ENDPOINTS", NULL, 0, buf_rptr(b), buf_len(b));
@@ -964,11 +1081,31 @@ int router_init(struct router *rt, struct ev_loop *loop, const struct conf *conf
 			if (!ep->ssl_ctx)
 				goto fail;
 		}
-		if (up_conn_init(&ep->up, loop, ce, ep->ssl_ctx, &router_up_cbs, ep, err, errlen) < 0)
+		ep->slots = calloc(ce->pool_size ? ce->pool_size : 1, sizeof(*ep->slots));
+		if (!ep->slots) {
+			snprintf(err, errlen, "out of memory");
 			goto fail;
+		}
+		ep->nslots = ce->pool_size ? ce->pool_size : 1;
+		for (unsigned k = 0; k < ep->nslots; k++) {
+			struct up_slot *sl = &ep->slots[k];
+			sl->ep = ep;
+			sl->index = k;
+			sl->limit = ce->max_channels ? ce->max_channels : 100;
+			list_init(&sl->chans);
+			ev_timer_init(&sl->idle, slot_idle_cb, 0., 0.);
+			if (up_conn_init(&sl->up, loop, ce, ep->ssl_ctx, &router_up_cbs, sl, err,
+					 errlen) < 0)
+				goto fail;
+			sl->up.ref_seq = &ep->ref_seq;
+		}
 	}
 	const struct conf_endpoint *d = conf_default_endpoint(conf);
 	rt->default_ep = d ? (int)(d - conf->endpoints) : 0;
+	/* pool_min connections are kept warm from the start */
+	for (size_t i = 0; i < rt->neps; i++)
+		for (unsigned k = 0; k < rt->eps[i].nslots && k < rt->eps[i].conf->pool_min; k++)
+			up_conn_start(&rt->eps[i].slots[k].up);
 	return 0;
 fail:
 	router_fini(rt);
@@ -990,8 +1127,14 @@ void router_fini(struct router *rt)
 		}
 		while (!list_empty(&ep->pushes))
 			push_free(container_of(ep->pushes.next, struct push, ep_node));
-		if (ep->up.loop)
-			up_conn_close(&ep->up, "shutting down");
+		for (unsigned k = 0; ep->slots && k < ep->nslots; k++) {
+			struct up_slot *sl = &ep->slots[k];
+			ev_timer_stop(rt->loop, &sl->idle);
+			if (sl->up.loop)
+				up_conn_close(&sl->up, "shutting down");
+		}
+		free(ep->slots);
+		ep->slots = NULL;
 		ev_timer_stop(rt->loop, &ep->push_timer);
 		hmap_free(&ep->chans);
 		hmap_free(&ep->inflight);

@@ -34,8 +34,22 @@ enum chan_state {
 	CH_ERRORED,     /* phx_error or refused rejoin: rejoin timer armed */
 };
 
+/* One connection of an endpoint's pool. */
+struct up_slot {
+	struct endpoint *ep;
+	unsigned index;
+	struct up_conn up;
+	struct list_node chans;     /* struct chan assigned here (sticky) */
+	unsigned nchans;
+	unsigned limit;             /* channels it may carry; lowered when the
+				       server says "too many channels joined" */
+	ev_timer idle;              /* closes it when unused, above pool_min */
+};
+
 struct chan {
 	struct endpoint *ep;
+	struct up_slot *slot;       /* the upstream that carries it */
+	struct list_node slot_node; /* slot->chans */
 	enum chan_state state;
 	int ever_joined;
 	char join_ref[24];
@@ -48,7 +62,8 @@ struct chan {
 	struct backoff rejoin_bo;
 	ev_timer rejoin_timer;
 	ev_timer join_timer;        /* deadline of the oldest pending JOIN */
-	uint64_t msgs_in, bytes_in, msgs_out;
+	uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
+	uint64_t last_ms;           /* last message either way */
 	size_t topic_len;
 	char topic[];               /* NUL-terminated */
 };
@@ -57,7 +72,9 @@ struct endpoint {
 	struct router *rt;
 	int index;
 	const struct conf_endpoint *conf;
-	struct up_conn up;
+	struct up_slot *slots;      /* the pool: conf->pool_size connections */
+	unsigned nslots;
+	uint64_t ref_seq;           /* refs for every connection of the pool */
 	SSL_CTX *ssl_ctx;
 	struct hmap chans;          /* topic → struct chan */
 	struct hmap inflight;       /* ref → struct push sent, reply awaited */
@@ -75,7 +92,7 @@ struct router {
 	struct buf bin;             /* scratch: decoded base64 */
 	/* counters */
 	uint64_t joins, leaves, pushes, replies, events_in, events_dropped, deliveries,
-		 timeouts, join_errors;
+		 timeouts, join_errors, moved;
 };
 
 /* 0 or a negative errno with err.  conf must outlive the router. */
@@ -83,6 +100,9 @@ int router_init(struct router *rt, struct ev_loop *loop, const struct conf *conf
 		char *err, size_t errlen);
 /* Leaves every channel (best effort), closes upstreams, frees everything. */
 void router_fini(struct router *rt);
+
+/* Upstreams of an endpoint that are open. */
+unsigned router_ep_open(const struct endpoint *ep);
 
 /* ipc_server handlers (ctx is the router). */
 void router_on_command(void *ctx, struct ipc_client *c, const struct ipc_cmd *cmd);

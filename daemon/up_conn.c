@@ -781,6 +781,7 @@ int up_conn_init(struct up_conn *up, struct ev_loop *loop,
 	const char *why;
 	memset(up, 0, sizeof(*up));
 	up->fd = -1;
+	up->ref_seq = &up->next_ref;
 	up->loop = loop;
 	up->conf = conf;
 	up->ssl_ctx = ssl_ctx;
@@ -868,7 +869,7 @@ void up_conn_close(struct up_conn *up, const char *reason)
 
 uint64_t up_conn_next_ref(struct up_conn *up, char *out)
 {
-	uint64_t r = ++up->next_ref;
+	uint64_t r = ++*up->ref_seq;
 	char tmp[24];
 	size_t i = sizeof(tmp);
 	uint64_t v = r;

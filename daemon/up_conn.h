@@ -68,6 +68,9 @@ struct up_conn {
 	char key[32];
 
 	uint64_t next_ref;
+	uint64_t *ref_seq;                  /* where refs come from: &next_ref, or a
+					       counter shared by a pool so refs of
+					       its connections never collide */
 	char hb_ref[24];
 	int hb_pending;
 	struct backoff reconnect_bo;
