@@ -105,12 +105,40 @@ START_TEST(test_defaults_endpoint)
 	ck_assert_str_eq(e->rejoin_backoff, BACKOFF_REJOIN_DEFAULT);
 	ck_assert_uint_eq(e->push_buffer, 100);
 	ck_assert_uint_eq(e->max_frame, 16 * 1024 * 1024);
+	ck_assert_uint_eq(e->pool_size, 4);
+	ck_assert_uint_eq(e->pool_min, 1);
+	ck_assert_uint_eq(e->max_channels, 100);
+	ck_assert_uint_eq(e->pool_idle_ms, 60000);
 	ck_assert_uint_eq(e->line, 1);
 	ck_assert_ptr_eq(conf_default_endpoint(&c), e);
 	ck_assert_ptr_eq(conf_endpoint_find(&c, "main"), e);
 	ck_assert_ptr_null(conf_endpoint_find(&c, "Main"));
 	ck_assert_str_eq(err, "");
 	conf_free(&c);
+}
+END_TEST
+
+START_TEST(test_pool_options)
+{
+	struct conf c;
+	expect_ok(&c, MIN_EP "pool_size = 64\npool_min = 64\nmax_channels_per_upstream = 1\n"
+		  "pool_idle_timeout = 100ms\n");
+	ck_assert_uint_eq(c.endpoints[0].pool_size, 64);
+	ck_assert_uint_eq(c.endpoints[0].pool_min, 64);
+	ck_assert_uint_eq(c.endpoints[0].max_channels, 1);
+	ck_assert_uint_eq(c.endpoints[0].pool_idle_ms, 100);
+	conf_free(&c);
+	expect_ok(&c, MIN_EP "pool_min = 0\npool_size = 1\n");
+	conf_free(&c);
+	expect_ep_err("pool_size = 0", "pool_size: bad value '0' (integer 1..64)");
+	expect_ep_err("pool_size = 65", "pool_size: bad value '65' (integer 1..64)");
+	expect_ep_err("max_channels_per_upstream = 0",
+		      "max_channels_per_upstream: bad value '0' (integer 1..1000000)");
+	expect_ep_err("pool_idle_timeout = 99ms",
+		      "pool_idle_timeout: bad value '99ms' (duration 100ms..24h, e.g. 60s)");
+	/* pool_min may not exceed pool_size: reported at the section */
+	expect_err(MIN_EP "pool_size = 2\npool_min = 3\n",
+		   "phxd.conf:1: endpoint 'main': pool_min (3) is larger than pool_size (2)");
 }
 END_TEST
 
@@ -1108,7 +1136,7 @@ int main(void)
 {
 	SRunner *sr = srunner_create(NULL);
 
-	SUITE("defaults", test_defaults_global, test_defaults_endpoint);
+	SUITE("defaults", test_defaults_global, test_defaults_endpoint, test_pool_options);
 	SUITE("options", test_all_options, test_bool_values, test_log_levels, test_ranges,
 	      test_strings, test_params_headers, test_url_option);
 	SUITE("errors", test_errors_brief, test_errors_more, test_errors_bytes);

@@ -35,7 +35,8 @@
  *	broadcasts the data, any other event is echoed in a binary reply.
  *
  * CONTROL PROTOCOL (one command per line, one "OK ..." or "ERR reason" line back)
- *	DROP				close all connections abruptly; OK N
+ *	DROP [TOPIC]			close all connections (or those that joined
+ *					TOPIC) abruptly; OK N
  *	CLOSE [CODE]			close frame (1000) to every WebSocket; OK N
  *	STALL | RESUME			stop / restart all WebSocket I/O; OK
  *	REFUSE N			refuse the next N joins; OK
@@ -1836,10 +1837,14 @@ static int cmd_drop(struct ctl *k, char *args)
 {
 	struct list_node *pos, *tmp;
 	size_t n = 0;
+	char *topic = tok(&args);
 
-	(void)args;
+	/* DROP: every connection; DROP TOPIC: those that joined TOPIC */
 	list_for_each_safe(pos, tmp, &sim.conns) {
-		conn_close(container_of(pos, struct conn, node), 0);
+		struct conn *c = container_of(pos, struct conn, node);
+		if (topic && !hmap_get(&c->chmap, topic, strlen(topic)))
+			continue;
+		conn_close(c, 0);
 		n++;
 	}
 	log_info("DROP: %zu connections", n);
@@ -2496,7 +2501,7 @@ static void usage(FILE *f)
 		"              [--max-channels N] [--require-token TOKEN]\n"
 		"              [--quiet] [--verbose] [--help]\n"
 		"A Phoenix Channels V2 test server.  Prints \"listening HOST PORT\" once bound.\n"
-		"Control commands (one per line on --control): DROP, CLOSE [CODE], STALL,\n"
+		"Control commands (one per line on --control): DROP [TOPIC], CLOSE [CODE], STALL,\n"
 		"RESUME, REFUSE N, REJECT N, DELAY MS, BROADCAST TOPIC EVENT JSON,\n"
 		"BBROADCAST TOPIC EVENT BASE64, PUSH TOPIC EVENT JSON, CRASH TOPIC,\n"
 		"KICK TOPIC, CHANNELS TOPIC, FLOOD TOPIC EVENT COUNT SIZE, STATS.\n");
