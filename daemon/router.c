@@ -748,12 +748,10 @@ static const struct up_callbacks router_up_cbs = {
 
 /* ----------------------------------------------------- local commands */
 
-static void cmd_join(struct router *rt, struct ipc_client *c, const struct ipc_cmd *cmd,
-		     const char *tag)
+static void join_one(struct router *rt, struct ipc_client *c, const char *topic, size_t tlen,
+		     const struct ipc_str *params, const char *tag)
 {
 	struct endpoint *ep = &rt->eps[c->ep < 0 ? rt->default_ep : c->ep];
-	const char *topic = cmd->target.p;
-	size_t tlen = cmd->target.len;
 
 	if (tlen == 7 && memcmp(topic, "phoenix", 7) == 0) {
 		reply_err(c, tag, "JOIN", topic, tlen, "bad topic", "\"phoenix\" is reserved for heartbeats");
@@ -771,7 +769,7 @@ static void cmd_join(struct router *rt, struct ipc_client *c, const struct ipc_c
 		return;
 	}
 	if (!ch) {
-		ch = chan_new(ep, topic, tlen, cmd->payload.p, cmd->payload.len);
+		ch = chan_new(ep, topic, tlen, params->p, params->len);
 		if (!ch) {
 			reply_err(c, tag, "JOIN", topic, tlen, "out of memory", NULL);
 			return;
@@ -807,12 +805,12 @@ static void cmd_join(struct router *rt, struct ipc_client *c, const struct ipc_c
 		chan_send_join(ch);
 }
 
-static void cmd_leave(struct router *rt, struct ipc_client *c, const struct ipc_cmd *cmd,
+static void leave_one(struct router *rt, struct ipc_client *c, const char *topic, size_t tlen,
 		      const char *tag)
 {
-	struct sub *s = hmap_get(&c->subs, cmd->target.p, cmd->target.len);
+	struct sub *s = hmap_get(&c->subs, topic, tlen);
 	if (!s) {
-		reply_err(c, tag, "LEAVE", cmd->target.p, cmd->target.len, "not joined", NULL);
+		reply_err(c, tag, "LEAVE", topic, tlen, "not joined", NULL);
 		return;
 	}
 	struct chan *ch = s->chan;
@@ -826,6 +824,25 @@ static void cmd_leave(struct router *rt, struct ipc_client *c, const struct ipc_
 		chan_destroy(ch, 1);
 	else if (ch->npending == 0)
 		ev_timer_stop(rt->loop, &ch->join_timer);
+}
+
+/* JOIN and LEAVE take several topics; each gets its own reply line. */
+static void cmd_join(struct router *rt, struct ipc_client *c, const struct ipc_cmd *cmd,
+		     const char *tag)
+{
+	struct ipc_str rest = cmd->more, name;
+	join_one(rt, c, cmd->target.p, cmd->target.len, &cmd->payload, tag);
+	while (ipc_next_name(&rest, &name))
+		join_one(rt, c, name.p, name.len, &cmd->payload, tag);
+}
+
+static void cmd_leave(struct router *rt, struct ipc_client *c, const struct ipc_cmd *cmd,
+		      const char *tag)
+{
+	struct ipc_str rest = cmd->more, name;
+	leave_one(rt, c, cmd->target.p, cmd->target.len, tag);
+	while (ipc_next_name(&rest, &name))
+		leave_one(rt, c, name.p, name.len, tag);
 }
 
 static void cmd_push(struct router *rt, struct ipc_client *c, const struct ipc_cmd *cmd,

@@ -215,17 +215,70 @@ static const char *take_json(struct cursor *c, struct ipc_str *out)
 	return NULL;
 }
 
+/* More topics after the first (batch JOIN and LEAVE): fields up to the end,
+ * or, when json_ok, up to a field that opens a JSON value ({ [ ").  Sets
+ * cmd->more to their span and cmd->ntargets; NULL or the reason. */
+static const char *take_more_names(struct cursor *c, struct ipc_cmd *cmd, int json_ok)
+{
+	struct ipc_str f;
+	size_t start = 0, end = 0;
+
+	cmd->ntargets = 1;
+	for (;;) {
+		skip_blanks(c);
+		if (c->i == c->len)
+			break;
+		char first = c->p[c->i];
+		if (first == '{' || first == '[' || first == '"') {
+			if (json_ok)
+				break;
+			return "too many arguments";
+		}
+		if (cmd->ntargets == 1)
+			start = c->i;
+		take_field(c, &f);
+		if (!name_valid(&f))
+			return "bad topic";
+		end = c->i;
+		cmd->ntargets++;
+	}
+	cmd->more.p = cmd->ntargets > 1 ? c->p + start : NULL;
+	cmd->more.len = cmd->ntargets > 1 ? end - start : 0;
+	return NULL;
+}
+
 static const char *parse_join(struct cursor *c, struct ipc_cmd *cmd)
 {
 	const char *err;
 
 	if ((err = take_name(c, &cmd->target, "missing topic", "bad topic")))
 		return err;
+	if ((err = take_more_names(c, cmd, 1)))
+		return err;
 	if ((err = take_json(c, &cmd->payload)))
 		return err;
 	if (cmd->payload.len && json_peek(cmd->payload.p, cmd->payload.len) != JSON_T_OBJECT)
 		return "params must be an object";
 	return NULL;
+}
+
+static const char *parse_leave(struct cursor *c, struct ipc_cmd *cmd)
+{
+	const char *err;
+
+	if ((err = take_name(c, &cmd->target, "missing topic", "bad topic")))
+		return err;
+	return take_more_names(c, cmd, 0);
+}
+
+int ipc_next_name(struct ipc_str *rest, struct ipc_str *name)
+{
+	struct cursor c = { rest->p, 0, rest->len };
+	if (!next_field(&c, name))
+		return 0;
+	rest->p += c.i;
+	rest->len -= c.i;
+	return 1;
 }
 
 static const char *parse_push(struct cursor *c, struct ipc_cmd *cmd)
@@ -273,7 +326,7 @@ static const char *parse_args(struct cursor *c, struct ipc_cmd *cmd)
 	case IPC_V_JOIN:
 		return parse_join(c, cmd);
 	case IPC_V_LEAVE:
-		return parse_one_name(c, &cmd->target, "missing topic", "bad topic");
+		return parse_leave(c, cmd);
 	case IPC_V_PUSH:
 		return parse_push(c, cmd);
 	case IPC_V_BPUSH:

@@ -46,11 +46,18 @@ struct ipc_cmd {
 	const char *verb_name;  /* "JOIN", ... or "?" when the verb is unknown */
 	struct ipc_str tag;     /* without the '@'; len 0 when absent */
 	struct ipc_str target;  /* topic (JOIN LEAVE PUSH BPUSH) or endpoint (USE) */
+	struct ipc_str more;    /* JOIN and LEAVE: the topics after the first, as
+				   written (walk them with ipc_next_name()) */
+	unsigned ntargets;      /* JOIN and LEAVE: how many topics (1 + more) */
 	struct ipc_str event;   /* PUSH BPUSH */
 	struct ipc_str payload; /* JSON value (trimmed) or base64 text (BPUSH);
 				   len 0 when absent: the default is {} */
 	const char *err;        /* reason when parsing failed (see PROTOCOL.md) */
 };
+
+/* Takes the next blank-separated name from *rest into *name and advances
+ * *rest past it; 0 when none is left. */
+int ipc_next_name(struct ipc_str *rest, struct ipc_str *name);
 
 /* Canonical upper-case name of a verb ("?" for IPC_V_NONE). */
 const char *ipc_verb_name(enum ipc_verb v);

@@ -4,6 +4,8 @@
 #include "ipc_server.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +105,73 @@ int ipc_server_listen(struct ipc_server *s, const char *path, unsigned mode,
 	s->lfd = fd;
 	s->owns_path = 1;
 	snprintf(s->path, sizeof(s->path), "%s", path);
+	ev_io_set(&s->lio, fd, EV_READ);
+	ev_io_start(s->loop, &s->lio);
+	return 0;
+}
+
+/* The name a socket is bound to, for messages: its path, "@name" for an
+ * abstract socket, "(unnamed)". */
+static void ipc_sock_name(int fd, char *out, size_t n)
+{
+	struct sockaddr_un sa;
+	socklen_t len = sizeof(sa);
+	memset(&sa, 0, sizeof(sa));
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ||
+	    len <= offsetof(struct sockaddr_un, sun_path)) {
+		snprintf(out, n, "(unnamed)");
+		return;
+	}
+	size_t plen = len - offsetof(struct sockaddr_un, sun_path);
+	if (sa.sun_path[0] != '\0') {
+		snprintf(out, n, "%.*s", (int)strnlen(sa.sun_path, plen), sa.sun_path);
+		return;
+	}
+	/* abstract: NUL bytes in the name are shown as '@' */
+	size_t o = 0;
+	for (size_t i = 0; i < plen && o + 1 < n; i++)
+		out[o++] = sa.sun_path[i] ? sa.sun_path[i] : '@';
+	out[o] = '\0';
+}
+
+/* 0 when fd is a listening Unix stream socket; -errno with err if not. */
+static int ipc_check_listener(int fd, char *err, size_t errlen)
+{
+	int type = 0, domain = 0, listening = 0;
+	socklen_t l1 = sizeof(type), l2 = sizeof(domain), l3 = sizeof(listening);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l2) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l3) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "descriptor %d: %s", fd, strerror(e));
+		return -e;
+	}
+	if (domain != AF_UNIX || type != SOCK_STREAM) {
+		snprintf(err, errlen, "descriptor %d is not a Unix stream socket", fd);
+		return -ENOTSOCK;
+	}
+	if (!listening) {
+		snprintf(err, errlen, "descriptor %d is not listening", fd);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int ipc_server_adopt(struct ipc_server *s, int fd, char *err, size_t errlen)
+{
+	int r = ipc_check_listener(fd, err, errlen);
+	if (r < 0)
+		return r;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "descriptor %d: %s", fd, strerror(e));
+		return -e;
+	}
+	s->lfd = fd;
+	s->owns_path = 0;
+	ipc_sock_name(fd, s->path, sizeof(s->path));
 	ev_io_set(&s->lio, fd, EV_READ);
 	ev_io_start(s->loop, &s->lio);
 	return 0;

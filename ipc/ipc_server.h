@@ -78,6 +78,11 @@ void ipc_server_init(struct ipc_server *s, struct ev_loop *loop,
  * another kind of file is not).  0 or -errno with err. */
 int ipc_server_listen(struct ipc_server *s, const char *path, unsigned mode,
 		      char *err, size_t errlen);
+/* Serves fd, a listening Unix stream socket made by someone else (socket
+ * activation): made non-blocking and close-on-exec; its file is never
+ * removed (owns_path stays 0).  Takes ownership of fd on success only.
+ * 0 or -errno with err. */
+int ipc_server_adopt(struct ipc_server *s, int fd, char *err, size_t errlen);
 /* Closes every client (with a BYE line, best effort) and the listener, and
  * removes the socket file if we created it. */
 void ipc_server_close(struct ipc_server *s, const char *bye_reason);

@@ -97,6 +97,33 @@ START_TEST(pool_spread_and_failover)
 }
 END_TEST
 
+START_TEST(batch_join_leave)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "@b JOIN batch:1 batch:2 batch:3 {\"who\":\"me\"}");
+	const char *want[] = { "batch:1", "batch:2", "batch:3" };
+	int seen[3] = { 0 };
+	for (int i = 0; i < 3; i++) {
+		const char *l = it_line(c, IT_TIMEOUT_MS);
+		ck_assert_ptr_nonnull(l);
+		for (int k = 0; k < 3; k++) {
+			char line[128];
+			snprintf(line, sizeof(line), "OK @b JOIN %s {\"who\":\"me\"}", want[k]);
+			if (strcmp(l, line) == 0)
+				seen[k]++;
+		}
+	}
+	ck_assert(seen[0] == 1 && seen[1] == 1 && seen[2] == 1);
+	ck_assert_int_eq(sim_stat("channels"), 3);
+	it_send(c, "LEAVE batch:1 batch:3 batch:9");
+	IT_EXPECT(c, "OK LEAVE batch:1 {}");
+	IT_EXPECT(c, "OK LEAVE batch:3 {}");
+	IT_EXPECT(c, "ERR LEAVE batch:9 {\"reason\":\"not joined\"}");
+	ck_assert(wait_stat("channels", 1, IT_TIMEOUT_MS));
+	it_close(c);
+}
+END_TEST
+
 static void start_small_server(void)
 {
 	it_env_start(&env, "--max-channels 3", NULL,
@@ -171,6 +198,7 @@ static Suite *pool_suite(void)
 	tcase_add_checked_fixture(tc, start_pool, stop_env);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, pool_spread_and_failover);
+	tcase_add_test(tc, batch_join_leave);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("limit");

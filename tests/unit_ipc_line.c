@@ -376,9 +376,10 @@ START_TEST(test_err_json)
 	expect_err("JOIN t {", "JOIN", "", "t", "invalid json");
 	expect_err("JOIN t {}x", "JOIN", "", "t", "invalid json");
 	expect_err("JOIN t []", "JOIN", "", "t", "params must be an object");
-	expect_err("JOIN t 1", "JOIN", "", "t", "params must be an object");
+	expect_err("JOIN t [1]", "JOIN", "", "t", "params must be an object");
+	expect_err("JOIN t u \"s\"", "JOIN", "", "t", "params must be an object");
 	expect_err("JOIN t \"{}\"", "JOIN", "", "t", "params must be an object");
-	expect_err("JOIN t null", "JOIN", "", "t", "params must be an object");
+	expect_err("JOIN t [null]", "JOIN", "", "t", "params must be an object");
 }
 END_TEST
 
@@ -401,7 +402,7 @@ END_TEST
 
 START_TEST(test_err_too_many)
 {
-	expect_err("LEAVE t x", "LEAVE", "", "t", "too many arguments");
+	expect_err("LEAVE t x\x01y", "LEAVE", "", "t", "bad topic");
 	expect_err("LEAVE t {}", "LEAVE", "", "t", "too many arguments");
 	expect_err("USE a b", "USE", "", "a", "too many arguments");
 	expect_err("ENDPOINTS x", "ENDPOINTS", "", "", "too many arguments");
@@ -573,6 +574,40 @@ START_TEST(test_base64_agrees)
 				     r, d);
 	}
 	buf_free(&b);
+}
+END_TEST
+
+/* Batch JOIN and LEAVE: several topics, each walked with ipc_next_name(). */
+static void expect_batch(const char *line, enum ipc_verb verb, const char *first,
+			 const char *const *more, unsigned nmore, const char *payload)
+{
+	struct ipc_cmd c;
+	char *copy;
+	int r = parse_n(line, strlen(line), &c, &copy);
+	ck_assert_msg(r == 0, "\"%s\": rc %d err %s", line, r, c.err ? c.err : "(null)");
+	ck_assert_int_eq(c.verb, verb);
+	span_eq(&c.target, first);
+	span_eq(&c.payload, payload);
+	ck_assert_uint_eq(c.ntargets, nmore + 1);
+	struct ipc_str rest = c.more, name;
+	for (unsigned i = 0; i < nmore; i++) {
+		ck_assert_msg(ipc_next_name(&rest, &name), "\"%s\": topic %u missing", line, i);
+		span_eq(&name, more[i]);
+	}
+	ck_assert(!ipc_next_name(&rest, &name));
+	free(copy);
+}
+
+START_TEST(test_batch)
+{
+	static const char *const two[] = { "b", "c:3" };
+	expect_batch("JOIN a b c:3", IPC_V_JOIN, "a", two, 2, "");
+	expect_batch("join a\tb   c:3   {\"k\": 1} ", IPC_V_JOIN, "a", two, 2, "{\"k\": 1}");
+	expect_batch("LEAVE a b c:3\r", IPC_V_LEAVE, "a", two, 2, "");
+	expect_batch("JOIN a {}", IPC_V_JOIN, "a", NULL, 0, "{}");
+	expect_batch("LEAVE a", IPC_V_LEAVE, "a", NULL, 0, "");
+	static const char *const num[] = { "1" };
+	expect_batch("JOIN t 1", IPC_V_JOIN, "t", num, 1, "");
 }
 END_TEST
 
@@ -842,6 +877,7 @@ static Suite *parse_ok_suite(void)
 	Suite *s = suite_create("parse-ok");
 	TCase *tc = tcase_create("ok");
 
+	tcase_add_test(tc, test_batch);
 	tcase_add_test(tc, test_every_verb);
 	tcase_add_test(tc, test_verb_case);
 	tcase_add_test(tc, test_tags);
