@@ -7,6 +7,8 @@
 
 /* Monotonic clock in milliseconds. */
 uint64_t util_now_ms(void);
+/* Monotonic clock in microseconds. */
+uint64_t util_now_us(void);
 /* Fills p with n random bytes (getrandom, falling back to a PRNG). */
 void util_random(void *p, size_t n);
 uint32_t util_rand32(void);

@@ -55,6 +55,7 @@
 
 enum conf_type {
 	CT_SOCKET,      /* char *: a path that fits sockaddr_un */
+	CT_SHM,         /* char *: a POSIX shared memory name, "/name" */
 	CT_STR,         /* char *: any non-empty string */
 	CT_NAME,        /* char *: an endpoint name */
 	CT_URL,         /* char *: checked with url_parse() */
@@ -94,6 +95,14 @@ static const struct conf_key conf_keys[] = {
 	  "error, warning, notice, info or debug" },
 	{ "default_endpoint", CT_NAME, G(default_endpoint), 1, CONF_NAME_MAX,
 	  "1-64 characters of A-Za-z0-9_.-" },
+	{ "route_cache_size", CT_UINT, G(route_cache_size), 0, 1000000,
+	  "integer 0..1000000 (0: no cache)" },
+	{ "route_cache_ttl", CT_DURATION, G(route_cache_ttl_ms), SEC, DAY,
+	  "duration 1s..24h, e.g. 300s" },
+	{ "route_cleanup_interval", CT_DURATION, G(route_cleanup_ms), 100, HOUR,
+	  "duration 100ms..1h, e.g. 30s" },
+	{ "route_cache_name", CT_SHM, G(route_cache_name), 2, 200,
+	  "'/' and 1-199 characters of A-Za-z0-9_.-" },
 
 	{ "url", CT_URL, E(url), 0, 0, "ws://HOST[:PORT]/PATH or wss://..." },
 	{ "param.", CT_PARAM, E(params), 1, CONF_NAME_MAX, "1-64 characters of A-Za-z0-9_.-" },
@@ -362,6 +371,9 @@ void conf_init(struct conf *c)
 	c->client_queue_max = 4 * MIB;
 	c->max_clients = 10000;
 	c->log_level = LOG_LVL_INFO;
+	c->route_cache_size = 1000;
+	c->route_cache_ttl_ms = 300 * SEC;
+	c->route_cleanup_ms = 30 * SEC;
 }
 
 static void conf_kv_free(struct conf_kv *kv, size_t n)
@@ -394,6 +406,7 @@ void conf_free(struct conf *c)
 	free(c->endpoints);
 	free(c->socket_path);
 	free(c->default_endpoint);
+	free(c->route_cache_name);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -625,6 +638,11 @@ static int conf_set(struct conf_parser *p, const struct conf_key *k, const char 
 			return conf_bad_value(p, k->name, val, k->hint);
 		return conf_set_str(p, f, val);
 	case CT_STR:
+		return conf_set_str(p, f, val);
+	case CT_SHM:
+		if (val[0] != '/' || strlen(val) < k->min || strlen(val) > k->max ||
+		    !conf_name_ok(val + 1, k->max))
+			return conf_bad_value(p, k->name, val, k->hint);
 		return conf_set_str(p, f, val);
 	case CT_NAME:
 		if (!conf_name_ok(val, k->max))

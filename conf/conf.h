@@ -52,6 +52,10 @@ struct conf {
 	unsigned max_clients;          /* default 10000 */
 	int log_level;                 /* log_level, default info (LOG_LVL_INFO) */
 	char *default_endpoint;        /* default: the first endpoint */
+	unsigned route_cache_size;     /* entries of the shm route cache, 0: none; 1000 */
+	unsigned route_cache_ttl_ms;   /* unused routes expire after, default 300 s */
+	unsigned route_cleanup_ms;     /* route_cleanup_interval, default 30 s */
+	char *route_cache_name;        /* shm object; NULL: derived from the socket path */
 	unsigned default_endpoint_line; /* where it was set, for messages; 0: not from a file */
 	struct conf_endpoint *endpoints;
 	size_t nendpoints;

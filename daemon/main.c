@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ev.h>
 #ifdef HAVE_SYSTEMD
@@ -21,6 +22,7 @@
 #include "conf/conf.h"
 #include "ipc/ipc_server.h"
 #include "log.h"
+#include "daemon/notify.h"
 #include "daemon/router.h"
 
 #ifndef SYSCONFDIR
@@ -33,6 +35,8 @@ struct phxd {
 	struct router router;
 	struct ipc_server ipc;
 	ev_signal sigterm, sigint, sighup;
+	struct notify notify;
+	int control_fd;          /* "control" socket from the service manager; not served yet */
 };
 
 static void usage(FILE *f)
@@ -65,6 +69,91 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)w;
 	(void)revents;
 	log_warn("SIGHUP: configuration reload is not implemented yet; restart phxd to apply changes");
+}
+
+/* The live figures of STATUS= lines. */
+static void phxd_stats(void *ctx, struct notify_stats *st)
+{
+	const struct phxd *d = ctx;
+	st->clients = d->ipc.nclients;
+	for (size_t i = 0; i < d->router.neps; i++) {
+		/* the pool: every configured connection of every endpoint */
+		st->ups_total += d->router.eps[i].nslots;
+		st->ups_open += router_ep_open(&d->router.eps[i]);
+		st->channels += d->router.eps[i].chans.n;
+	}
+}
+
+/* Socket activation: the descriptor named "ipc" is the client socket,
+ * "control" the control socket.  A lone socket with another name (a socket
+ * unit without FileDescriptorName=) is taken as the client socket.  *ipc_fd
+ * is -1 when none was passed.  0 or -errno. */
+static int phxd_take_sockets(struct phxd *d, int *ipc_fd)
+{
+	*ipc_fd = -1;
+#ifdef HAVE_SYSTEMD
+	char **names = NULL;
+	int n = sd_listen_fds_with_names(1, &names);
+	if (n < 0) {
+		log_err("socket activation: %s", strerror(-n));
+		return n;
+	}
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		const char *name = names && names[i] ? names[i] : "unknown";
+		if (strcmp(name, "ipc") == 0 && *ipc_fd < 0) {
+			*ipc_fd = fd;
+		} else if (strcmp(name, "control") == 0 && d->control_fd < 0) {
+			d->control_fd = fd;
+		} else if (n == 1) {
+			*ipc_fd = fd;
+		} else {
+			log_warn("socket activation: ignoring descriptor %d named '%s'", fd, name);
+			close(fd);
+		}
+	}
+	for (int i = 0; names && names[i]; i++)
+		free(names[i]);
+	free(names);
+#else
+	(void)d;
+	if (getenv("LISTEN_FDS"))
+		log_warn("built without systemd: ignoring the sockets passed in LISTEN_FDS");
+#endif
+	return 0;
+}
+
+/* The client socket: the activated one, or bound at the configured path. */
+static int phxd_listen(struct phxd *d, char *err, size_t errlen)
+{
+	int fd;
+	int r = phxd_take_sockets(d, &fd);
+	if (r < 0) {
+		snprintf(err, errlen, "socket activation: %s", strerror(-r));
+		return r;
+	}
+	if (d->control_fd >= 0)
+		log_info("control socket received (descriptor %d): the control interface is "
+			 "not implemented yet, connections to it are not served", d->control_fd);
+	if (fd < 0)
+		return ipc_server_listen(&d->ipc, d->conf.socket_path, d->conf.socket_mode, err,
+					 errlen);
+	r = ipc_server_adopt(&d->ipc, fd, err, errlen);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	if (strcmp(d->ipc.path, d->conf.socket_path) != 0)
+		log_info("socket activation: serving %s; the configured socket %s is not used",
+			 d->ipc.path, d->conf.socket_path);
+	return 0;
+}
+
+static void phxd_close_control(struct phxd *d)
+{
+	if (d->control_fd >= 0)
+		close(d->control_fd);
+	d->control_fd = -1;
 }
 
 static const struct ipc_handlers phxd_ipc_handlers = {
@@ -108,6 +197,7 @@ int main(int argc, char **argv)
 	}
 
 	log_init("phxd");
+	d.control_fd = -1;
 	conf_init(&d.conf);
 	if (!url && !conf_path)
 		conf_path = SYSCONFDIR "/phxd/phxd.conf";
@@ -162,9 +252,9 @@ int main(int argc, char **argv)
 	}
 	ipc_server_init(&d.ipc, d.loop, &phxd_ipc_handlers, &d.router, d.conf.max_line,
 			d.conf.client_queue_max, d.conf.max_clients);
-	if (ipc_server_listen(&d.ipc, d.conf.socket_path, d.conf.socket_mode, err,
-			      sizeof(err)) < 0) {
+	if (phxd_listen(&d, err, sizeof(err)) < 0) {
 		log_err("%s", err);
+		phxd_close_control(&d);
 		ipc_server_close(&d.ipc, NULL);
 		router_fini(&d.router);
 		conf_free(&d.conf);
@@ -178,21 +268,23 @@ int main(int argc, char **argv)
 	ev_signal_start(d.loop, &d.sighup);
 
 	log_notice("phxd %s listening on %s (%zu endpoint%s, default '%s')", PACKAGE_VERSION,
-		   d.conf.socket_path, d.conf.nendpoints, d.conf.nendpoints == 1 ? "" : "s",
+		   d.ipc.path, d.conf.nendpoints, d.conf.nendpoints == 1 ? "" : "s",
 		   conf_default_endpoint(&d.conf)->name);
-#ifdef HAVE_SYSTEMD
-	sd_notifyf(0, "READY=1\nSTATUS=listening on %s", d.conf.socket_path);
-#endif
+	char status[NOTIFY_STATUS_MAX];
+	snprintf(status, sizeof(status), "listening on %s", d.ipc.path);
+	notify_init(&d.notify, d.loop, phxd_stats, &d);
+	notify_ready(status);
+	notify_start(&d.notify);
 	ev_run(d.loop, 0);
 
-#ifdef HAVE_SYSTEMD
-	sd_notify(0, "STOPPING=1");
-#endif
+	notify_stopping();
+	notify_stop(&d.notify);
 	ipc_server_close(&d.ipc, "shutting down");
 	router_fini(&d.router);
 	ev_signal_stop(d.loop, &d.sigterm);
 	ev_signal_stop(d.loop, &d.sigint);
 	ev_signal_stop(d.loop, &d.sighup);
+	phxd_close_control(&d);
 	conf_free(&d.conf);
 	ev_loop_destroy(d.loop);
 	log_notice("stopped");

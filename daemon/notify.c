@@ -14,6 +14,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "list.h"
 #include "log.h"
 
 #define NOTIFY_MSG_MAX (NOTIFY_STATUS_MAX + 64)

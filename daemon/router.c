@@ -14,6 +14,7 @@
 #include "json.h"
 #include "log.h"
 #include "phx_msg.h"
+#include "route_cache.h"
 #include "util.h"
 
 /* One client's membership in one channel. */
@@ -36,6 +37,7 @@ struct push {
 	struct chan *chan;              /* NULL once the channel is gone */
 	struct ipc_client *client;      /* NULL once the client is gone */
 	uint64_t deadline;
+	uint64_t sent_us;               /* when it went to the server */
 	int inflight;                   /* sent; ref is in ep->inflight */
 	int binary;
 	char ref[24];
@@ -197,6 +199,7 @@ static int push_send(struct push *p)
 		ch->nbuffered--;
 	p->inflight = 1;
 	p->slot = ch->slot;
+	p->sent_us = util_now_us();
 	ch->msgs_out++;
 	ch->bytes_out += p->payload_len;
 	return 0;
@@ -255,6 +258,95 @@ static void chan_fail_pushes(struct chan *ch, int inflight_too, const char *reas
 
 static void join_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void rejoin_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* ------------------------------------------------------- the route cache */
+
+void router_routes_default_name(const char *socket_path, char *out, size_t n)
+{
+	snprintf(out, n, "/phxd-routes-%016llx",
+		 (unsigned long long)hmap_hash(socket_path, strlen(socket_path)));
+}
+
+/* Opens (or attaches to) the shared memory route cache; without one phxd
+ * works the same, it only forgets routes across restarts. */
+static void routes_open(struct router *rt)
+{
+	const struct conf *c = rt->conf;
+	char err[256] = "";
+	if (!c->route_cache_size)
+		return;
+	if (c->route_cache_name)
+		snprintf(rt->routes_name, sizeof(rt->routes_name), "%s", c->route_cache_name);
+	else
+		router_routes_default_name(c->socket_path, rt->routes_name, sizeof(rt->routes_name));
+	struct route_cache_params p = {
+		.capacity = c->route_cache_size,
+		.ttl_ms = c->route_cache_ttl_ms,
+	};
+	int r = route_cache_open(&rt->routes, rt->routes_name, &p, err, sizeof(err));
+	if (r < 0) {
+		log_warn("route cache %s: %s; running without it", rt->routes_name, err);
+		rt->routes = NULL;
+		return;
+	}
+	struct route_cache_stats st;
+	route_cache_stats(rt->routes, &st);
+	if (r == 1)
+		log_info("route cache %s: %u routes from the previous run", rt->routes_name,
+			 st.entries);
+}
+
+/* A cache call failed: -EIO means the segment was changed behind our back;
+ * it is rebuilt.  Other errors only cost this one route. */
+static void routes_failed(struct router *rt, int r, const char *what)
+{
+	if (r != -EIO)
+		return;
+	log_warn("route cache %s: corrupted during %s; rebuilding it", rt->routes_name, what);
+	rt->routes = route_cache_close(rt->routes);
+	routes_open(rt);
+}
+
+static void routes_put(struct chan *ch, enum route_state st)
+{
+	struct router *rt = ch->ep->rt;
+	if (!rt->routes || !ch->slot)
+		return;
+	int r = route_cache_put(rt->routes, ch->topic, ch->topic_len, ch->ep->conf->name,
+				(uint16_t)ch->slot->index, st, util_now_ms());
+	if (r < 0)
+		routes_failed(rt, r, "an update");
+}
+
+/* The connection this topic used last time, when it has room. */
+static struct up_slot *routes_slot(struct endpoint *ep, const char *topic, size_t tlen)
+{
+	struct router *rt = ep->rt;
+	struct route_entry e;
+	if (!rt->routes)
+		return NULL;
+	int r = route_cache_lookup(rt->routes, topic, tlen, util_now_ms(), &e);
+	if (r < 0) {
+		routes_failed(rt, r, "a lookup");
+		return NULL;
+	}
+	if (strcmp(e.endpoint, ep->conf->name) != 0 || e.slot >= ep->nslots)
+		return NULL;
+	struct up_slot *sl = &ep->slots[e.slot];
+	return sl->nchans < sl->limit ? sl : NULL;
+}
+
+static void routes_cleanup_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct router *rt = container_of(w, struct router, routes_cleanup);
+	(void)loop;
+	(void)revents;
+	if (rt->routes) {
+		int r = route_cache_cleanup(rt->routes, util_now_ms());
+		if (r < 0)
+			routes_failed(rt, r, "the cleanup");
+	}
+}
 
 /* ------------------------------------------------------------- the pool */
 
@@ -332,7 +424,11 @@ static struct chan *chan_new(struct endpoint *ep, const char *topic, size_t tlen
 	ev_timer_init(&ch->rejoin_timer, rejoin_timer_cb, 0., 0.);
 	ev_timer_init(&ch->join_timer, join_timer_cb, 0., 0.);
 	list_init(&ch->slot_node);
-	struct up_slot *sl = slot_pick(ep, NULL);
+	struct up_slot *sl = routes_slot(ep, topic, tlen);
+	if (sl)
+		ep->rt->routes_warm++;
+	else
+		sl = slot_pick(ep, NULL);
 	if (!sl || (plen ? buf_append(&ch->params, params, plen) :
 			   buf_puts(&ch->params, EMPTY_OBJ)) < 0 ||
 	    hmap_put(&ep->chans, ch->topic, tlen, ch) < 0) {
@@ -341,6 +437,7 @@ static struct chan *chan_new(struct endpoint *ep, const char *topic, size_t tlen
 		return NULL;
 	}
 	chan_assign(ch, sl);
+	routes_put(ch, ROUTE_STATE_JOINING);
 	return ch;
 }
 
@@ -408,6 +505,7 @@ static void chan_schedule_rejoin(struct chan *ch)
 	struct router *rt = ch->ep->rt;
 	unsigned ms = backoff_next(&ch->rejoin_bo, util_rand32());
 	ch->state = CH_ERRORED;
+	routes_put(ch, ROUTE_STATE_ERRORED);
 	ev_timer_stop(rt->loop, &ch->rejoin_timer);
 	ev_timer_set(&ch->rejoin_timer, ms / 1000.0, 0.);
 	ev_timer_start(rt->loop, &ch->rejoin_timer);
@@ -441,6 +539,7 @@ static void chan_send_join(struct chan *ch)
 		ch->state = CH_WAIT_UP;
 		return;
 	}
+	ch->join_sent_us = util_now_us();
 	ch->state = CH_JOINING;
 }
 
@@ -486,6 +585,7 @@ static void chan_destroy(struct chan *ch, int send_leave)
 		sub_unlink(container_of(n, struct sub, chan_node));
 	ev_timer_stop(rt->loop, &ch->rejoin_timer);
 	ev_timer_stop(rt->loop, &ch->join_timer);
+	routes_put(ch, ROUTE_STATE_NONE); /* remembered until route_cache_ttl */
 	chan_unassign(ch);
 	hmap_del(&ep->chans, ch->topic, ch->topic_len);
 	buf_free(&ch->params);
@@ -532,6 +632,7 @@ static int chan_move_if_full(struct chan *ch, const char *resp, size_t rlen)
 		return 0;
 	chan_unassign(ch);
 	chan_assign(ch, sl);
+	routes_put(ch, ROUTE_STATE_JOINING);
 	ch->ep->rt->moved++;
 	chan_send_join(ch);
 	return 1;
@@ -544,9 +645,11 @@ static void on_join_reply(struct chan *ch, const struct phx_msg *m)
 	const char *resp = m->binary ? EMPTY_OBJ : m->response;
 	size_t rlen = m->binary ? 2 : m->response_len;
 
+	hist_observe_us(&rt->join_latency, util_now_us() - ch->join_sent_us);
 	if (strcmp(m->status, "ok") == 0) {
 		int rejoined = ch->ever_joined;
 		ch->state = CH_JOINED;
+		routes_put(ch, ROUTE_STATE_JOINED);
 		ch->ever_joined = 1;
 		backoff_reset(&ch->rejoin_bo);
 		buf_reset(&ch->resp);
@@ -592,6 +695,7 @@ static void on_push_reply(struct up_slot *sl, const struct phx_msg *m)
 	    memcmp(p->topic, m->topic, m->topic_len))
 		return; /* a leave's reply, or a push already answered */
 	ep->rt->replies++;
+	hist_observe_us(&ep->rt->push_latency, util_now_us() - p->sent_us);
 	if (p->client) {
 		int ok = strcmp(m->status, "ok") == 0;
 		struct ipc_str t = tag_of(p->tag);
@@ -620,6 +724,7 @@ static void deliver_event(struct chan *ch, const struct phx_msg *m)
 
 	ch->msgs_in++;
 	ch->bytes_in += m->payload_len;
+	ch->last_ms = util_now_ms();
 	rt->events_in++;
 	buf_reset(line);
 	if (ipc_fmt_event(line, m->binary, ch->topic, ch->topic_len, m->event, m->event_len,
@@ -916,9 +1021,10 @@ static void cmd_push(struct router *rt, struct ipc_client *c, const struct ipc_c
 		}
 		p->inflight = 1;
 		p->slot = ch->slot;
+		p->sent_us = util_now_us();
 		ch->msgs_out++;
 		ch->bytes_out += plen;
-		ch->last_ms = util_now_ms();
+		ch->last_ms = p->sent_us / 1000;
 	} else {
 		p->event = p->topic + ch->topic_len + 1;
 		memcpy(p->event, cmd->event.p, cmd->event.len);
@@ -953,7 +1059,7 @@ static void cmd_topics(struct router *rt, struct ipc_client *c, const char *tag)
 		json_put_str(b, ch->topic, ch->topic_len);
 		buf_puts(b, ",\"endpoint\":");
 		json_put_str(b, ch->ep->conf->name, strlen(ch->ep->conf->name));
-		buf_printf(b, ",\"state\":\"%s\"}",
+		buf_printf(b, ",\"upstream\":%u,\"state\":\"%s\"}", ch->slot ? ch->slot->index : 0,
 			   s->pending ? "pending" : names[ch->state]);
 	}
 	buf_puts(b, "]}");
@@ -1119,6 +1225,11 @@ int router_init(struct router *rt, struct ev_loop *loop, const struct conf *conf
 	}
 	const struct conf_endpoint *d = conf_default_endpoint(conf);
 	rt->default_ep = d ? (int)(d - conf->endpoints) : 0;
+	routes_open(rt);
+	ev_timer_init(&rt->routes_cleanup, routes_cleanup_cb, conf->route_cleanup_ms / 1000.0,
+		      conf->route_cleanup_ms / 1000.0);
+	if (rt->routes)
+		ev_timer_start(loop, &rt->routes_cleanup);
 	/* pool_min connections are kept warm from the start */
 	for (size_t i = 0; i < rt->neps; i++)
 		for (unsigned k = 0; k < rt->eps[i].nslots && k < rt->eps[i].conf->pool_min; k++)
@@ -1161,6 +1272,8 @@ void router_fini(struct router *rt)
 	free(rt->eps);
 	rt->eps = NULL;
 	rt->neps = 0;
+	ev_timer_stop(rt->loop, &rt->routes_cleanup);
+	rt->routes = route_cache_close(rt->routes);
 	buf_free(&rt->line);
 	buf_free(&rt->bin);
 }

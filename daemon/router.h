@@ -16,6 +16,7 @@
 
 #include "backoff.h"
 #include "buf.h"
+#include "hist.h"
 #include "hmap.h"
 #include "ipc/ipc_line.h"
 #include "list.h"
@@ -23,6 +24,7 @@
 
 struct conf;
 struct conf_endpoint;
+struct route_cache;
 struct ipc_client;
 struct ipc_server;
 struct router;
@@ -53,6 +55,7 @@ struct chan {
 	enum chan_state state;
 	int ever_joined;
 	char join_ref[24];
+	uint64_t join_sent_us;      /* when the pending phx_join went out */
 	struct buf params;          /* first joiner's params (JSON object) */
 	struct buf resp;            /* last join response (JSON) */
 	struct list_node subs;      /* struct sub */
@@ -88,11 +91,16 @@ struct router {
 	struct endpoint *eps;
 	size_t neps;
 	int default_ep;
+	struct route_cache *routes; /* topic → upstream, in shared memory; may be NULL */
+	char routes_name[256];
+	ev_timer routes_cleanup;
 	struct buf line;            /* scratch: one event line for all subscribers */
 	struct buf bin;             /* scratch: decoded base64 */
+	struct hist push_latency;   /* push sent → reply, for answered pushes */
+	struct hist join_latency;   /* phx_join sent → reply */
 	/* counters */
 	uint64_t joins, leaves, pushes, replies, events_in, events_dropped, deliveries,
-		 timeouts, join_errors, moved;
+		 timeouts, join_errors, moved, routes_warm;
 };
 
 /* 0 or a negative errno with err.  conf must outlive the router. */
@@ -100,6 +108,10 @@ int router_init(struct router *rt, struct ev_loop *loop, const struct conf *conf
 		char *err, size_t errlen);
 /* Leaves every channel (best effort), closes upstreams, frees everything. */
 void router_fini(struct router *rt);
+
+/* The route cache's shm name when route_cache_name is not set: one per
+ * socket path, so two daemons never share a cache. */
+void router_routes_default_name(const char *socket_path, char *out, size_t n);
 
 /* Upstreams of an endpoint that are open. */
 unsigned router_ep_open(const struct endpoint *ep);

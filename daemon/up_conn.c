@@ -857,7 +857,10 @@ void up_conn_close(struct up_conn *up, const char *reason)
 	if (up->state == UP_IDLE)
 		return;
 	if (up->state == UP_OPEN && up->ws) {
-		/* best effort: a close frame, then the socket goes */
+		/* best effort: what is queued (phx_leave frames on shutdown), then a
+		 * close frame, then the socket goes.  wslay sends control frames
+		 * first and nothing after a close, so the queue goes out before. */
+		wslay_event_send(up->ws);
 		wslay_event_queue_close(up->ws, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0);
 		wslay_event_send(up->ws);
 		up_write_out(up);

@@ -85,9 +85,16 @@ int ipc_server_listen(struct ipc_server *s, const char *path, unsigned mode,
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -errno;
 	}
-	/* Create the file with no access, then open it up to mode. */
+	/* Bind under a temporary name with no access, listen, open it up to
+	 * mode, then rename: the socket appears at path already listening, so a
+	 * client that sees the file can connect. */
+	struct sockaddr_un tmp = sa;
+	int n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d", path, (int)getpid());
+	if (n < 0 || (size_t)n >= sizeof(tmp.sun_path))
+		tmp = sa; /* no room for a suffix: bind in place */
+	unlink(tmp.sun_path);
 	mode_t old = umask(0777);
-	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int r = bind(fd, (struct sockaddr *)&tmp, sizeof(tmp));
 	int e = errno;
 	umask(old);
 	if (r < 0) {
@@ -95,11 +102,12 @@ int ipc_server_listen(struct ipc_server *s, const char *path, unsigned mode,
 		close(fd);
 		return -e;
 	}
-	if (chmod(path, mode) < 0 || listen(fd, 512) < 0) {
+	if (listen(fd, 512) < 0 || chmod(tmp.sun_path, mode) < 0 ||
+	    (strcmp(tmp.sun_path, path) != 0 && rename(tmp.sun_path, path) < 0)) {
 		e = errno;
 		snprintf(err, errlen, "listen on %s: %s", path, strerror(e));
 		close(fd);
-		unlink(path);
+		unlink(tmp.sun_path);
 		return -e;
 	}
 	s->lfd = fd;

@@ -5,7 +5,7 @@ set -eu
 
 PKGS="gcc make autoconf automake pkg-config libc6-dev \
 libev-dev libwslay-dev libjson-c-dev libssl-dev libsystemd-dev check \
-socat openssl ca-certificates"
+socat openssl ca-certificates systemd"
 
 missing=""
 for p in $PKGS; do

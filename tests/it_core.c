@@ -38,7 +38,7 @@ START_TEST(join_push_reply)
 	IT_EXPECT(c, "EVENT room:lobby pushed {\"x\":1}");
 	IT_EXPECT(c, "OK PUSH room:lobby {}");
 	it_send(c, "TOPICS");
-	IT_EXPECT(c, "OK TOPICS - {\"topics\":[{\"topic\":\"room:lobby\",\"endpoint\":\"main\",\"state\":\"joined\"}]}");
+	IT_EXPECT(c, "OK TOPICS - {\"topics\":[{\"topic\":\"room:lobby\",\"endpoint\":\"main\",\"upstream\":0,\"state\":\"joined\"}]}");
 	it_send(c, "PING");
 	IT_EXPECT(c, "OK PING - {}");
 	it_send(c, "QUIT");
@@ -277,7 +277,7 @@ START_TEST(two_endpoints)
 	/* two endpoints: two upstream sockets joined to the topic */
 	ck_assert_str_eq(it_ctl(&env, "CHANNELS room:two"), "OK 2");
 	it_send(c, "TOPICS");
-	IT_EXPECT(c, "OK TOPICS - {\"topics\":[{\"topic\":\"room:two\",\"endpoint\":\"main\",\"state\":\"joined\"}]}");
+	IT_EXPECT(c, "OK TOPICS - {\"topics\":[{\"topic\":\"room:two\",\"endpoint\":\"main\",\"upstream\":0,\"state\":\"joined\"}]}");
 	it_close(c);
 	it_close(d);
 	ck_assert(it_wait_channels(&env, "room:two", 0, IT_TIMEOUT_MS));

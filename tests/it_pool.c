@@ -124,6 +124,51 @@ START_TEST(batch_join_leave)
 }
 END_TEST
 
+/* The upstream slot of each topic, as TOPICS reports it. */
+static void topic_slots(struct it_client *c, int n, int *slot)
+{
+	it_send(c, "TOPICS");
+	const char *l = it_line(c, IT_TIMEOUT_MS);
+	ck_assert_ptr_nonnull(l);
+	for (int t = 0; t < n; t++) {
+		char key[64];
+		snprintf(key, sizeof(key), "{\"topic\":\"warm:%d\",\"endpoint\":\"main\",\"upstream\":", t);
+		const char *p = strstr(l, key);
+		ck_assert_msg(p != NULL, "warm:%d missing in %s", t, l);
+		slot[t] = atoi(p + strlen(key));
+	}
+}
+
+/* Restart phxd: topics that come back are joined on the connection they had,
+ * whatever order they come back in. */
+START_TEST(route_cache_warms)
+{
+	enum { N = 8 };
+	int before[N], after[N];
+	struct it_client *c = it_connect(&env);
+	for (int t = 0; t < N; t++) {
+		it_send(c, "JOIN warm:%d", t);
+		IT_EXPECT_PREFIX(c, "OK JOIN warm:");
+	}
+	topic_slots(c, N, before);
+	ck_assert_int_ne(before[0], before[1]); /* spread */
+	it_close(c);
+	ck_assert_int_eq(it_stop_pid(env.phxd, 5000), 0);
+	env.phxd = 0;
+	it_phxd_start(&env, NULL, "pool_size = 4\nmax_channels_per_upstream = 100\n");
+	c = it_connect(&env);
+	for (int t = N - 1; t >= 0; t--) {     /* the other way round */
+		it_send(c, "JOIN warm:%d", t);
+		IT_EXPECT_PREFIX(c, "OK JOIN warm:");
+	}
+	topic_slots(c, N, after);
+	for (int t = 0; t < N; t++)
+		ck_assert_msg(before[t] == after[t], "warm:%d was on %d, now on %d", t,
+			      before[t], after[t]);
+	it_close(c);
+}
+END_TEST
+
 static void start_small_server(void)
 {
 	it_env_start(&env, "--max-channels 3", NULL,
@@ -199,6 +244,7 @@ static Suite *pool_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, pool_spread_and_failover);
 	tcase_add_test(tc, batch_join_leave);
+	tcase_add_test(tc, route_cache_warms);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("limit");

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #endif
 #include "it_util.h"
+#include "daemon/router.h"
 
 #include <check.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -33,7 +35,9 @@ static const char *env_or(const char *name, const char *def)
 	return v && *v ? v : def;
 }
 
-static pid_t spawn(char *const argv[], int *out_fd)
+/* env: "NAME=VALUE" is set, "NAME" unset, in the child only.  err_fd >= 0
+ * becomes the child's stderr. */
+static pid_t spawn_env(char *const argv[], char *const env[], int *out_fd, int err_fd)
 {
 	int pfd[2] = { -1, -1 };
 	if (out_fd)
@@ -50,6 +54,14 @@ static pid_t spawn(char *const argv[], int *out_fd)
 			close(pfd[0]);
 			close(pfd[1]);
 		}
+		if (err_fd >= 0)
+			dup2(err_fd, STDERR_FILENO);
+		for (int i = 0; env && env[i]; i++) {
+			if (strchr(env[i], '='))
+				putenv(env[i]);
+			else
+				unsetenv(env[i]);
+		}
 		execvp(argv[0], argv); /* a wrapper is found through PATH */
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
@@ -59,6 +71,16 @@ static pid_t spawn(char *const argv[], int *out_fd)
 		*out_fd = pfd[0];
 	}
 	return pid;
+}
+
+static pid_t spawn(char *const argv[], int *out_fd)
+{
+	return spawn_env(argv, NULL, out_fd, -1);
+}
+
+pid_t it_spawn(char *const argv[], char *const env[], int err_fd)
+{
+	return spawn_env(argv, env, NULL, err_fd);
 }
 
 int it_stop_pid(pid_t pid, int timeout_ms)
@@ -122,7 +144,12 @@ void it_sim_start(struct it_env *e, const char *sim_args)
 	e->port = port;
 }
 
-void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoint_conf)
+int it_fd_line(int fd, char *out, size_t cap, int timeout_ms)
+{
+	return fd_line(fd, out, cap, timeout_ms);
+}
+
+void it_write_conf(struct it_env *e, const char *global_conf, const char *endpoint_conf)
 {
 	FILE *f = fopen(e->conf, "w");
 	ck_assert_ptr_nonnull(f);
@@ -132,14 +159,25 @@ void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoi
 		e->sock, env_or("PHX_TEST_LOG", "warning"), global_conf ? global_conf : "",
 		e->port, endpoint_conf ? endpoint_conf : "");
 	fclose(f);
+}
+
+int it_wrapper_argv(char *buf, size_t n, char **argv, int max)
+{
+	int argc = 0;
+	snprintf(buf, n, "%s", env_or("PHX_TEST_WRAPPER", ""));
+	for (char *tok = strtok(buf, " "); tok && argc < max; tok = strtok(NULL, " "))
+		argv[argc++] = tok;
+	return argc;
+}
+
+void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoint_conf)
+{
+	it_write_conf(e, global_conf, endpoint_conf);
 	/* PHX_TEST_WRAPPER, e.g. "valgrind --error-exitcode=99 -q", runs phxd
 	 * under a tool */
 	char wrap[512];
 	char *argv[24];
-	int argc = 0;
-	snprintf(wrap, sizeof(wrap), "%s", env_or("PHX_TEST_WRAPPER", ""));
-	for (char *tok = strtok(wrap, " "); tok && argc < 18; tok = strtok(NULL, " "))
-		argv[argc++] = tok;
+	int argc = it_wrapper_argv(wrap, sizeof(wrap), argv, 18);
 	argv[argc++] = (char *)env_or("PHXD_BIN", "./phxd");
 	argv[argc++] = "-c";
 	argv[argc++] = e->conf;
@@ -156,8 +194,7 @@ void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoi
 	}
 }
 
-void it_env_start(struct it_env *e, const char *sim_args, const char *global_conf,
-		  const char *endpoint_conf)
+void it_env_prepare(struct it_env *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->sim_out = -1;
@@ -168,6 +205,12 @@ void it_env_start(struct it_env *e, const char *sim_args, const char *global_con
 	snprintf(e->sock, sizeof(e->sock), "%s/phxd.sock", e->dir);
 	snprintf(e->ctl, sizeof(e->ctl), "%s/sim.sock", e->dir);
 	snprintf(e->conf, sizeof(e->conf), "%s/phxd.conf", e->dir);
+}
+
+void it_env_start(struct it_env *e, const char *sim_args, const char *global_conf,
+		  const char *endpoint_conf)
+{
+	it_env_prepare(e);
 	it_sim_start(e, sim_args);
 	it_phxd_start(e, global_conf, endpoint_conf);
 }
@@ -185,6 +228,10 @@ void it_env_stop(struct it_env *e)
 	}
 	if (e->sim_out >= 0)
 		close(e->sim_out);
+	/* the route cache outlives phxd by design: tests remove theirs */
+	char shm[256];
+	router_routes_default_name(e->sock, shm, sizeof(shm));
+	shm_unlink(shm);
 	unlink(e->conf);
 	unlink(e->sock);
 	unlink(e->ctl);
@@ -331,5 +378,65 @@ int it_wait_eof(struct it_client *c, int timeout_ms)
 			return 1;
 		if (r < 0)
 			return 0;
+	}
+}
+
+int it_wait_path(const char *path, pid_t pid, int timeout_ms)
+{
+	struct stat st;
+	long end = now_ms() + timeout_ms;
+	while (stat(path, &st) != 0) {
+		int ws;
+		if (now_ms() >= end || (pid > 0 && waitpid(pid, &ws, WNOHANG) != 0))
+			return 0;
+		usleep(10000);
+	}
+	return 1;
+}
+
+const char *it_which(const char *prog)
+{
+	static char path[4096];
+	const char *p = getenv("PATH");
+	if (!p)
+		p = "/usr/bin:/bin";
+	while (*p) {
+		size_t n = strcspn(p, ":");
+		snprintf(path, sizeof(path), "%.*s/%s", (int)n, p, prog);
+		if (n > 0 && access(path, X_OK) == 0)
+			return path;
+		p += n + (p[n] == ':');
+	}
+	return NULL;
+}
+
+int it_wait_exit(pid_t pid, int timeout_ms)
+{
+	int st;
+	long end = now_ms() + timeout_ms;
+	while (now_ms() < end) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (r < 0)
+			return -1;
+		usleep(10000);
+	}
+	return -1;
+}
+
+int it_wait_listening(const char *path, pid_t pid, int timeout_ms)
+{
+	long end = now_ms() + timeout_ms;
+	for (;;) {
+		int fd = unix_connect(path);
+		if (fd >= 0) {
+			close(fd);
+			return 1;
+		}
+		int ws;
+		if (now_ms() >= end || (pid > 0 && waitpid(pid, &ws, WNOHANG) != 0))
+			return 0;
+		usleep(10000);
 	}
 }

@@ -36,6 +36,31 @@ void it_env_start(struct it_env *e, const char *sim_args, const char *global_con
 void it_sim_start(struct it_env *e, const char *sim_args);
 void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoint_conf);
 void it_env_stop(struct it_env *e);
+/* it_env_start() without processes: the temp directory and the paths. */
+void it_env_prepare(struct it_env *e);
+/* Writes e->conf as it_phxd_start() does (socket e->sock, endpoint "main"
+ * at phxsim's port). */
+void it_write_conf(struct it_env *e, const char *global_conf, const char *endpoint_conf);
+/* Splits PHX_TEST_WRAPPER into at most max words of argv, kept in buf;
+ * returns their number. */
+int it_wrapper_argv(char *buf, size_t n, char **argv, int max);
+/* Runs argv (argv[0] looked up in PATH), dying with the test process.  env:
+ * "NAME=VALUE" is set and "NAME" unset in the child; err_fd >= 0 becomes
+ * its stderr. */
+pid_t it_spawn(char *const argv[], char *const env[], int err_fd);
+/* One line (newline dropped) from a plain descriptor: 0, or -1 on timeout
+ * or EOF. */
+int it_fd_line(int fd, char *out, size_t cap, int timeout_ms);
+/* Waits for pid to exit, sending nothing: its exit status (128 + signal
+ * when killed), or -1 after timeout_ms. */
+int it_wait_exit(pid_t pid, int timeout_ms);
+/* 1 once path exists; 0 after timeout_ms or when pid (if > 0) exited. */
+int it_wait_path(const char *path, pid_t pid, int timeout_ms);
+/* 1 once a connection to path succeeds (the file exists before listen()
+ * is called, so its presence is not enough); 0 as it_wait_path(). */
+int it_wait_listening(const char *path, pid_t pid, int timeout_ms);
+/* The full path of an executable found in PATH (static buffer), or NULL. */
+const char *it_which(const char *prog);
 /* Sends SIGTERM and waits; returns the exit status or -1. */
 int it_stop_pid(pid_t pid, int timeout_ms);
 
