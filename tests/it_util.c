@@ -4,7 +4,21 @@
 #include "it_util.h"
 #include "daemon/router.h"
 
+#ifdef IT_NO_CHECK
+/* Built for the benchmarks: a failed requirement ends the program. */
+#include <stdio.h>
+#include <stdlib.h>
+#define IT_REQUIRE(cond, ...) do { \
+		if (!(cond)) { \
+			fprintf(stderr, "it_util: " __VA_ARGS__); \
+			fputc('\n', stderr); \
+			exit(3); \
+		} \
+	} while (0)
+#else
 #include <check.h>
+#define IT_REQUIRE(cond, ...) IT_REQUIRE(cond, __VA_ARGS__)
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -41,10 +55,10 @@ static pid_t spawn_env(char *const argv[], char *const env[], int *out_fd, int e
 {
 	int pfd[2] = { -1, -1 };
 	if (out_fd)
-		ck_assert_int_eq(pipe(pfd), 0);
+		IT_REQUIRE(pipe(pfd) == 0, "pipe: %s", strerror(errno));
 	pid_t parent = getpid();
 	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
+	IT_REQUIRE(pid >= 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
@@ -135,11 +149,11 @@ void it_sim_start(struct it_env *e, const char *sim_args)
 	argv[argc] = NULL;
 	e->sim = spawn(argv, &e->sim_out);
 	char line[256];
-	ck_assert_msg(fd_line(e->sim_out, line, sizeof(line), IT_TIMEOUT_MS) == 0,
+	IT_REQUIRE(fd_line(e->sim_out, line, sizeof(line), IT_TIMEOUT_MS) == 0,
 		      "phxsim did not start");
 	char host[64];
 	int port;
-	ck_assert_msg(sscanf(line, "listening %63s %d", host, &port) == 2,
+	IT_REQUIRE(sscanf(line, "listening %63s %d", host, &port) == 2,
 		      "phxsim said '%s'", line);
 	e->port = port;
 }
@@ -152,7 +166,7 @@ int it_fd_line(int fd, char *out, size_t cap, int timeout_ms)
 void it_write_conf(struct it_env *e, const char *global_conf, const char *endpoint_conf)
 {
 	FILE *f = fopen(e->conf, "w");
-	ck_assert_ptr_nonnull(f);
+	IT_REQUIRE(f != NULL, "cannot write %s", e->conf);
 	fprintf(f, "socket = %s\nlog_level = %s\n%s\n\n[endpoint main]\n"
 		"url = ws://127.0.0.1:%d/socket\nreconnect_backoff = 50,100,200\n"
 		"rejoin_backoff = 100,200\n%s\n",
@@ -187,9 +201,9 @@ void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoi
 	long end = now_ms() + IT_TIMEOUT_MS;
 	struct stat st;
 	while (stat(e->sock, &st) != 0) {
-		ck_assert_msg(now_ms() < end, "phxd did not create %s", e->sock);
+		IT_REQUIRE(now_ms() < end, "phxd did not create %s", e->sock);
 		int s;
-		ck_assert_msg(waitpid(e->phxd, &s, WNOHANG) == 0, "phxd exited at start");
+		IT_REQUIRE(waitpid(e->phxd, &s, WNOHANG) == 0, "phxd exited at start");
 		usleep(10000);
 	}
 }
@@ -201,7 +215,7 @@ void it_env_prepare(struct it_env *e)
 	const char *base = env_or("PHX_TEST_TMP", "/tmp");
 	mkdir(base, 0700);
 	snprintf(e->dir, sizeof(e->dir), "%s/it.XXXXXX", base);
-	ck_assert_ptr_nonnull(mkdtemp(e->dir));
+	IT_REQUIRE(mkdtemp(e->dir) != NULL, "mkdtemp %s: %s", e->dir, strerror(errno));
 	snprintf(e->sock, sizeof(e->sock), "%s/phxd.sock", e->dir);
 	snprintf(e->ctl, sizeof(e->ctl), "%s/sim.sock", e->dir);
 	snprintf(e->conf, sizeof(e->conf), "%s/phxd.conf", e->dir);
@@ -220,7 +234,7 @@ void it_env_stop(struct it_env *e)
 	if (e->phxd > 0) {
 		int st = it_stop_pid(e->phxd, 5000);
 		e->phxd = 0;
-		ck_assert_msg(st == 0, "phxd exit status %d after SIGTERM", st);
+		IT_REQUIRE(st == 0, "phxd exit status %d after SIGTERM", st);
 	}
 	if (e->sim > 0) {
 		it_stop_pid(e->sim, 5000);
@@ -243,7 +257,7 @@ static int unix_connect(const char *path)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fd, 0);
+	IT_REQUIRE(fd >= 0, "socket: %s", strerror(errno));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		close(fd);
 		return -1;
@@ -261,9 +275,9 @@ const char *it_ctl(struct it_env *e, const char *fmt, ...)
 	va_end(ap);
 	cmd[n++] = '\n';
 	int fd = unix_connect(e->ctl);
-	ck_assert_msg(fd >= 0, "cannot reach phxsim control at %s", e->ctl);
-	ck_assert_int_eq(write(fd, cmd, (size_t)n), n);
-	ck_assert_msg(fd_line(fd, reply, sizeof(reply), IT_TIMEOUT_MS) == 0,
+	IT_REQUIRE(fd >= 0, "cannot reach phxsim control at %s", e->ctl);
+	IT_REQUIRE(write(fd, cmd, (size_t)n) == n, "write to phxsim control failed");
+	IT_REQUIRE(fd_line(fd, reply, sizeof(reply), IT_TIMEOUT_MS) == 0,
 		      "no answer from phxsim to %s", cmd);
 	close(fd);
 	return reply;
@@ -285,9 +299,9 @@ int it_wait_channels(struct it_env *e, const char *topic, int n, int timeout_ms)
 struct it_client *it_connect(struct it_env *e)
 {
 	struct it_client *c = calloc(1, sizeof(*c));
-	ck_assert_ptr_nonnull(c);
+	IT_REQUIRE(c != NULL, "out of memory");
 	c->fd = unix_connect(e->sock);
-	ck_assert_msg(c->fd >= 0, "cannot connect to phxd at %s: %s", e->sock, strerror(errno));
+	IT_REQUIRE(c->fd >= 0, "cannot connect to phxd at %s: %s", e->sock, strerror(errno));
 	return c;
 }
 
@@ -304,7 +318,7 @@ void it_send_raw(struct it_client *c, const void *p, size_t n)
 	const char *q = p;
 	while (n > 0) {
 		ssize_t w = send(c->fd, q, n, MSG_NOSIGNAL);
-		ck_assert_msg(w > 0, "send to phxd failed: %s", strerror(errno));
+		IT_REQUIRE(w > 0, "send to phxd failed: %s", strerror(errno));
 		q += w;
 		n -= (size_t)w;
 	}
@@ -317,7 +331,7 @@ void it_send(struct it_client *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
 	va_end(ap);
-	ck_assert(n > 0 && (size_t)n < sizeof(line) - 1);
+	IT_REQUIRE(n > 0 && (size_t)n < sizeof(line) - 1, "line too long for it_send");
 	line[n++] = '\n';
 	it_send_raw(c, line, (size_t)n);
 }
