@@ -78,9 +78,9 @@ static void phxd_stats(void *ctx, struct notify_stats *st)
 	st->clients = d->ipc.nclients;
 	for (size_t i = 0; i < d->router.neps; i++) {
 		/* the pool: every configured connection of every endpoint */
-		st->ups_total += d->router.eps[i].nslots;
-		st->ups_open += router_ep_open(&d->router.eps[i]);
-		st->channels += d->router.eps[i].chans.n;
+		st->ups_total += d->router.eps[i]->nslots;
+		st->ups_open += router_ep_open(d->router.eps[i]);
+		st->channels += d->router.eps[i]->chans.n;
 	}
 }
 

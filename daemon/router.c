@@ -51,6 +51,8 @@ static const char *const EMPTY_OBJ = "{}";
 
 static void chan_send_join(struct chan *ch);
 static void chan_destroy(struct chan *ch, int send_leave);
+static void chan_end_leave(struct chan *ch, const char *payload, size_t plen);
+static void ep_free(struct endpoint *ep, const char *why);
 static void push_free(struct push *p);
 
 /* ------------------------------------------------------------ helpers */
@@ -609,6 +611,23 @@ static void chan_end(struct chan *ch, const char *payload, size_t plen, const ch
 	chan_destroy(ch, 0);
 }
 
+/* We end the channel (its endpoint is going away): subscribers hear why,
+ * and the server gets a phx_leave. */
+static void chan_end_leave(struct chan *ch, const char *payload, size_t plen)
+{
+	struct list_node *n, *t;
+	list_for_each_safe(n, t, &ch->subs) {
+		struct sub *s = container_of(n, struct sub, chan_node);
+		if (s->pending)
+			reply_server_err(s->client, s->tag, "JOIN", ch->topic, ch->topic_len,
+					 payload, plen);
+		else
+			state_line(ch, s->client, "closed", payload, plen);
+	}
+	chan_fail_pushes(ch, 1, "channel closed", "its endpoint was removed");
+	chan_destroy(ch, 1);
+}
+
 /* --------------------------------------------------- upstream messages */
 
 /* Phoenix refuses a join past its per-socket channel limit with
@@ -856,7 +875,7 @@ static const struct up_callbacks router_up_cbs = {
 static void join_one(struct router *rt, struct ipc_client *c, const char *topic, size_t tlen,
 		     const struct ipc_str *params, const char *tag)
 {
-	struct endpoint *ep = &rt->eps[c->ep < 0 ? rt->default_ep : c->ep];
+	struct endpoint *ep = rt->eps[c->ep < 0 ? rt->default_ep : c->ep];
 
 	if (tlen == 7 && memcmp(topic, "phoenix", 7) == 0) {
 		reply_err(c, tag, "JOIN", topic, tlen, "bad topic", "\"phoenix\" is reserved for heartbeats");
@@ -1071,17 +1090,17 @@ static void cmd_endpoints(struct router *rt, struct ipc_client *c, const char *t
 	struct buf *b = &rt->line;
 	buf_reset(b);
 	buf_puts(b, "{\"default\":");
-	const char *d = rt->eps[rt->default_ep].conf->name;
+	const char *d = rt->eps[rt->default_ep]->conf->name;
 	json_put_str(b, d, strlen(d));
 	buf_puts(b, ",\"endpoints\":[");
 	for (size_t i = 0; i < rt->neps; i++) {
-		const char *n = rt->eps[i].conf->name;
+		const char *n = rt->eps[i]->conf->name;
 		if (i)
 			buf_putc(b, ',');
 		buf_puts(b, "{\"name\":");
 		json_put_str(b, n, strlen(n));
-		buf_printf(b, ",\"upstreams\":%u,\"connected\":%u}", rt->eps[i].nslots,
-			   router_ep_open(&rt->eps[i]));
+		buf_printf(b, ",\"upstreams\":%u,\"connected\":%u}", rt->eps[i]->nslots,
+			   router_ep_open(rt->eps[i]));
 	}
 	buf_puts(b, "]}");
 	reply_ok(c, tag, "ENDPOINTS", NULL, 0, buf_rptr(b), buf_len(b));
@@ -1108,7 +1127,7 @@ void router_on_command(void *ctx, struct ipc_client *c, const struct ipc_cmd *cm
 		break;
 	case IPC_V_USE:
 		for (size_t i = 0; i < rt->neps; i++) {
-			const char *n = rt->eps[i].conf->name;
+			const char *n = rt->eps[i]->conf->name;
 			if (strlen(n) == cmd->target.len && memcmp(n, cmd->target.p, cmd->target.len) == 0) {
 				c->ep = (int)i;
 				reply_ok(c, tag, "USE", n, strlen(n), EMPTY_OBJ, 2);
@@ -1175,6 +1194,93 @@ void router_on_close(void *ctx, struct ipc_client *c)
 
 /* ----------------------------------------------------------- lifecycle */
 
+/* A new endpoint with its (unconnected) pool; NULL with err. */
+static struct endpoint *ep_new(struct router *rt, const struct conf_endpoint *ce, int index,
+			       char *err, size_t errlen)
+{
+	struct endpoint *ep = calloc(1, sizeof(*ep));
+	if (!ep) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	ep->rt = rt;
+	ep->index = index;
+	ep->conf = ce;
+	hmap_init(&ep->chans);
+	hmap_init(&ep->inflight);
+	list_init(&ep->pushes);
+	ev_timer_init(&ep->push_timer, push_timer_cb, 0., 0.);
+	if (strncasecmp(ce->url, "wss:", 4) == 0) {
+		ep->ssl_ctx = up_tls_ctx_new(ce, err, errlen);
+		if (!ep->ssl_ctx)
+			goto fail;
+	}
+	ep->nslots = ce->pool_size ? ce->pool_size : 1;
+	ep->slots = calloc(ep->nslots, sizeof(*ep->slots));
+	if (!ep->slots) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (unsigned k = 0; k < ep->nslots; k++) {
+		struct up_slot *sl = &ep->slots[k];
+		sl->ep = ep;
+		sl->index = k;
+		sl->limit = ce->max_channels ? ce->max_channels : 100;
+		list_init(&sl->chans);
+		ev_timer_init(&sl->idle, slot_idle_cb, 0., 0.);
+		if (up_conn_init(&sl->up, rt->loop, ce, ep->ssl_ctx, &router_up_cbs, sl, err,
+				 errlen) < 0)
+			goto fail;
+		sl->up.ref_seq = &ep->ref_seq;
+	}
+	return ep;
+fail:
+	ep_free(ep, NULL);
+	return NULL;
+}
+
+/* pool_min connections are kept warm. */
+static void ep_warm(struct endpoint *ep)
+{
+	for (unsigned k = 0; k < ep->nslots && k < ep->conf->pool_min; k++)
+		up_conn_start(&ep->slots[k].up);
+}
+
+/* Ends every channel (leaving it: why NULL) or tells its subscribers it is
+ * gone (STATE closed with why), closes the pool and frees the endpoint. */
+static void ep_free(struct endpoint *ep, const char *why)
+{
+	struct router *rt = ep->rt;
+	struct chan *ch;
+	for (;;) {
+		size_t k = 0;
+		if (!(ch = hmap_next(&ep->chans, &k)))
+			break;
+		if (why) {
+			struct json_span r = reason_obj(rt, why, NULL);
+			chan_end_leave(ch, r.p, r.len);
+		} else {
+			chan_fail_pushes(ch, 1, "shutting down", NULL);
+			chan_destroy(ch, 1);
+		}
+	}
+	while (!list_empty(&ep->pushes))
+		push_free(container_of(ep->pushes.next, struct push, ep_node));
+	for (unsigned k = 0; ep->slots && k < ep->nslots; k++) {
+		struct up_slot *sl = &ep->slots[k];
+		ev_timer_stop(rt->loop, &sl->idle);
+		if (sl->up.loop)
+			up_conn_close(&sl->up, why ? why : "shutting down");
+	}
+	free(ep->slots);
+	ev_timer_stop(rt->loop, &ep->push_timer);
+	hmap_free(&ep->chans);
+	hmap_free(&ep->inflight);
+	if (ep->ssl_ctx)
+		SSL_CTX_free(ep->ssl_ctx);
+	free(ep);
+}
+
 int router_init(struct router *rt, struct ev_loop *loop, const struct conf *conf,
 		char *err, size_t errlen)
 {
@@ -1183,57 +1289,26 @@ int router_init(struct router *rt, struct ev_loop *loop, const struct conf *conf
 	rt->conf = conf;
 	buf_init(&rt->line, 0);
 	buf_init(&rt->bin, 0);
+	ev_timer_init(&rt->routes_cleanup, routes_cleanup_cb, conf->route_cleanup_ms / 1000.0,
+		      conf->route_cleanup_ms / 1000.0);
 	rt->eps = calloc(conf->nendpoints, sizeof(*rt->eps));
 	if (!rt->eps) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	rt->neps = conf->nendpoints;
-	for (size_t i = 0; i < rt->neps; i++) {
-		struct endpoint *ep = &rt->eps[i];
-		const struct conf_endpoint *ce = &conf->endpoints[i];
-		ep->rt = rt;
-		ep->index = (int)i;
-		ep->conf = ce;
-		hmap_init(&ep->chans);
-		hmap_init(&ep->inflight);
-		list_init(&ep->pushes);
-		ev_timer_init(&ep->push_timer, push_timer_cb, 0., 0.);
-		if (strncasecmp(ce->url, "wss:", 4) == 0) {
-			ep->ssl_ctx = up_tls_ctx_new(ce, err, errlen);
-			if (!ep->ssl_ctx)
-				goto fail;
-		}
-		ep->slots = calloc(ce->pool_size ? ce->pool_size : 1, sizeof(*ep->slots));
-		if (!ep->slots) {
-			snprintf(err, errlen, "out of memory");
+	for (size_t i = 0; i < conf->nendpoints; i++) {
+		rt->eps[i] = ep_new(rt, &conf->endpoints[i], (int)i, err, errlen);
+		if (!rt->eps[i])
 			goto fail;
-		}
-		ep->nslots = ce->pool_size ? ce->pool_size : 1;
-		for (unsigned k = 0; k < ep->nslots; k++) {
-			struct up_slot *sl = &ep->slots[k];
-			sl->ep = ep;
-			sl->index = k;
-			sl->limit = ce->max_channels ? ce->max_channels : 100;
-			list_init(&sl->chans);
-			ev_timer_init(&sl->idle, slot_idle_cb, 0., 0.);
-			if (up_conn_init(&sl->up, loop, ce, ep->ssl_ctx, &router_up_cbs, sl, err,
-					 errlen) < 0)
-				goto fail;
-			sl->up.ref_seq = &ep->ref_seq;
-		}
+		rt->neps++;
 	}
 	const struct conf_endpoint *d = conf_default_endpoint(conf);
 	rt->default_ep = d ? (int)(d - conf->endpoints) : 0;
 	routes_open(rt);
-	ev_timer_init(&rt->routes_cleanup, routes_cleanup_cb, conf->route_cleanup_ms / 1000.0,
-		      conf->route_cleanup_ms / 1000.0);
 	if (rt->routes)
 		ev_timer_start(loop, &rt->routes_cleanup);
-	/* pool_min connections are kept warm from the start */
 	for (size_t i = 0; i < rt->neps; i++)
-		for (unsigned k = 0; k < rt->eps[i].nslots && k < rt->eps[i].conf->pool_min; k++)
-			up_conn_start(&rt->eps[i].slots[k].up);
+		ep_warm(rt->eps[i]);
 	return 0;
 fail:
 	router_fini(rt);
@@ -1242,33 +1317,8 @@ fail:
 
 void router_fini(struct router *rt)
 {
-	for (size_t i = 0; i < rt->neps; i++) {
-		struct endpoint *ep = &rt->eps[i];
-		struct chan *ch;
-		/* leave every channel, then close with a close frame */
-		for (;;) {
-			size_t k = 0;
-			if (!(ch = hmap_next(&ep->chans, &k)))
-				break;
-			chan_fail_pushes(ch, 1, "shutting down", NULL);
-			chan_destroy(ch, 1);
-		}
-		while (!list_empty(&ep->pushes))
-			push_free(container_of(ep->pushes.next, struct push, ep_node));
-		for (unsigned k = 0; ep->slots && k < ep->nslots; k++) {
-			struct up_slot *sl = &ep->slots[k];
-			ev_timer_stop(rt->loop, &sl->idle);
-			if (sl->up.loop)
-				up_conn_close(&sl->up, "shutting down");
-		}
-		free(ep->slots);
-		ep->slots = NULL;
-		ev_timer_stop(rt->loop, &ep->push_timer);
-		hmap_free(&ep->chans);
-		hmap_free(&ep->inflight);
-		if (ep->ssl_ctx)
-			SSL_CTX_free(ep->ssl_ctx);
-	}
+	for (size_t i = 0; i < rt->neps; i++)
+		ep_free(rt->eps[i], NULL);
 	free(rt->eps);
 	rt->eps = NULL;
 	rt->neps = 0;

@@ -88,7 +88,7 @@ struct endpoint {
 struct router {
 	struct ev_loop *loop;
 	const struct conf *conf;
-	struct endpoint *eps;
+	struct endpoint **eps;      /* stable objects: a reload adds and removes */
 	size_t neps;
 	int default_ep;
 	struct route_cache *routes; /* topic → upstream, in shared memory; may be NULL */

@@ -17,7 +17,7 @@
 	} while (0)
 #else
 #include <check.h>
-#define IT_REQUIRE(cond, ...) IT_REQUIRE(cond, __VA_ARGS__)
+#define IT_REQUIRE(cond, ...) ck_assert_msg(cond, __VA_ARGS__)
 #endif
 #include <errno.h>
 #include <fcntl.h>
