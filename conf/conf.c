@@ -32,6 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -56,6 +59,7 @@
 enum conf_type {
 	CT_SOCKET,      /* char *: a path that fits sockaddr_un */
 	CT_SHM,         /* char *: a POSIX shared memory name, "/name" */
+	CT_LOOPBACK,    /* char *: a loopback HOST:PORT, via conf_parse_loopback() */
 	CT_STR,         /* char *: any non-empty string */
 	CT_NAME,        /* char *: an endpoint name */
 	CT_URL,         /* char *: checked with url_parse() */
@@ -103,6 +107,21 @@ static const struct conf_key conf_keys[] = {
 	  "duration 100ms..1h, e.g. 30s" },
 	{ "route_cache_name", CT_SHM, G(route_cache_name), 2, 200,
 	  "'/' and 1-199 characters of A-Za-z0-9_.-" },
+	{ "control_socket", CT_SOCKET, G(control_socket), 1,
+	  sizeof(((struct sockaddr_un *)0)->sun_path) - 1, "a path of at most 107 bytes" },
+	{ "control_socket_mode", CT_MODE, G(control_socket_mode), 0, 0777,
+	  "octal, at most 0777" },
+	{ "metrics_listen", CT_LOOPBACK, G(metrics_listen), 0, 0,
+	  "127.0.0.1:PORT, [::1]:PORT or localhost:PORT" },
+	{ "metrics_interval", CT_DURATION, G(metrics_interval_ms), 100, HOUR,
+	  "duration 100ms..1h, e.g. 1s" },
+	{ "history_size", CT_UINT, G(history_size), 1, 100000, "integer 1..100000" },
+	{ "alert_memory", CT_SIZE, G(alert_memory), 0, 1024 * GIB, "size 0..1024G (0: off)" },
+	{ "alert_cache_hit_rate", CT_UINT, G(alert_cache_hit_rate), 0, 100,
+	  "percent 0..100 (0: off)" },
+	{ "alert_queue_depth", CT_SIZE, G(alert_queue_depth), 0, GIB, "size 0..1G (0: off)" },
+	{ "alert_response_time", CT_DURATION, G(alert_response_ms), 0, HOUR,
+	  "duration 0..1h, e.g. 1000ms (0: off)" },
 
 	{ "url", CT_URL, E(url), 0, 0, "ws://HOST[:PORT]/PATH or wss://..." },
 	{ "param.", CT_PARAM, E(params), 1, CONF_NAME_MAX, "1-64 characters of A-Za-z0-9_.-" },
@@ -130,6 +149,25 @@ static const struct conf_key conf_keys[] = {
 	  "integer 1..1000000" },
 	{ "pool_idle_timeout", CT_DURATION, E(pool_idle_ms), 100, DAY,
 	  "duration 100ms..24h, e.g. 60s" },
+	{ "tcp_nodelay", CT_BOOL, E(tcp_nodelay), 0, 1, "true/false, yes/no, on/off or 1/0" },
+	{ "tcp_keepalive", CT_BOOL, E(tcp_keepalive), 0, 1, "true/false, yes/no, on/off or 1/0" },
+	{ "tcp_keepalive_idle", CT_DURATION, E(tcp_keepidle_ms), SEC, 32767 * SEC,
+	  "duration 1s..32767s, e.g. 60s" },
+	{ "tcp_keepalive_interval", CT_DURATION, E(tcp_keepintvl_ms), SEC, 32767 * SEC,
+	  "duration 1s..32767s, e.g. 10s" },
+	{ "tcp_keepalive_count", CT_UINT, E(tcp_keepcnt), 1, 127, "integer 1..127" },
+	{ "tcp_sndbuf", CT_SIZE, E(tcp_sndbuf), 0, 256 * MIB, "size 0..256M (0: kernel default)" },
+	{ "tcp_rcvbuf", CT_SIZE, E(tcp_rcvbuf), 0, 256 * MIB, "size 0..256M (0: kernel default)" },
+	{ "compression", CT_BOOL, E(compression), 0, 1, "true/false, yes/no, on/off or 1/0" },
+	{ "compression_level", CT_UINT, E(compression_level), 0, 9, "integer 0..9" },
+	{ "client_no_context_takeover", CT_BOOL, E(client_no_context_takeover), 0, 1,
+	  "true/false, yes/no, on/off or 1/0" },
+	{ "server_no_context_takeover", CT_BOOL, E(server_no_context_takeover), 0, 1,
+	  "true/false, yes/no, on/off or 1/0" },
+	{ "client_max_window_bits", CT_UINT, E(client_max_window_bits), 9, 15,
+	  "integer 9..15; zlib cannot use 8" },
+	{ "server_max_window_bits", CT_UINT, E(server_max_window_bits), 9, 15,
+	  "integer 9..15; zlib cannot use 8" },
 };
 
 #undef G
@@ -321,6 +359,64 @@ int conf_parse_size(const char *s, size_t *bytes)
 	return 0;
 }
 
+/* The port after HOST: in "HOST:PORT"; 0 or -EINVAL. */
+static int conf_parse_port(const char *s, unsigned short *port)
+{
+	unsigned long long v;
+	int n = conf_digits(s, 65535, &v);
+	if (n <= 0 || s[n] != '\0' || v == 0)
+		return -EINVAL;
+	*port = (unsigned short)v;
+	return 0;
+}
+
+int conf_parse_loopback(const char *s, struct sockaddr_storage *ss, size_t *len)
+{
+	struct sockaddr_storage a;
+	char host[64];
+	unsigned short port;
+	const char *colon;
+
+	memset(&a, 0, sizeof(a));
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s + 1, (size_t)(close - s - 1));
+		host[close - s - 1] = '\0';
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || (size_t)(colon - s) >= sizeof(host) || memchr(s, ':', (size_t)(colon - s)))
+			return -EINVAL;
+		memcpy(host, s, (size_t)(colon - s));
+		host[colon - s] = '\0';
+	}
+	if (conf_parse_port(colon + 1, &port) < 0)
+		return -EINVAL;
+	struct sockaddr_in *v4 = (struct sockaddr_in *)&a;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&a;
+	if (strcmp(host, "localhost") == 0)
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (s[0] != '[' && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+		if ((ntohl(v4->sin_addr.s_addr) >> 24) != 127)
+			return -EADDRNOTAVAIL;
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons(port);
+		*len = sizeof(*v4);
+	} else if (s[0] == '[' && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+		if (!IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr))
+			return -EADDRNOTAVAIL;
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons(port);
+		*len = sizeof(*v6);
+	} else {
+		return -EINVAL;
+	}
+	*ss = a;
+	return 0;
+}
+
 static int conf_parse_uint(const char *s, unsigned long long max, unsigned long long *v)
 {
 	int n = conf_digits(s, max, v);
@@ -374,6 +470,13 @@ void conf_init(struct conf *c)
 	c->route_cache_size = 1000;
 	c->route_cache_ttl_ms = 300 * SEC;
 	c->route_cleanup_ms = 30 * SEC;
+	c->control_socket_mode = 0600;
+	c->metrics_interval_ms = 1 * SEC;
+	c->history_size = 300;
+	c->alert_memory = 100 * MIB;
+	c->alert_cache_hit_rate = 80;
+	c->alert_queue_depth = 1 * MIB;
+	c->alert_response_ms = 1 * SEC;
 }
 
 static void conf_kv_free(struct conf_kv *kv, size_t n)
@@ -407,6 +510,8 @@ void conf_free(struct conf *c)
 	free(c->socket_path);
 	free(c->default_endpoint);
 	free(c->route_cache_name);
+	free(c->control_socket);
+	free(c->metrics_listen);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -424,6 +529,14 @@ struct conf_endpoint *conf_add_endpoint(struct conf *c, const char *name, const 
 		.pool_min = 1,
 		.max_channels = 100,
 		.pool_idle_ms = 60 * SEC,
+		.tcp_nodelay = 1,
+		.tcp_keepalive = 1,
+		.tcp_keepidle_ms = 60 * SEC,
+		.tcp_keepintvl_ms = 10 * SEC,
+		.tcp_keepcnt = 5,
+		.compression_level = 6,
+		.client_max_window_bits = 15,
+		.server_max_window_bits = 15,
 	};
 
 	e.name = strdup(name);
@@ -509,6 +622,60 @@ static int conf_check_file(struct conf *c, const char *file, char *err, size_t e
 int conf_check(struct conf *c, char *err, size_t errlen)
 {
 	return conf_check_file(c, NULL, err, errlen);
+}
+
+static int conf_str_eq(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static int conf_kv_eq(const struct conf_kv *a, size_t na, const struct conf_kv *b, size_t nb)
+{
+	if (na != nb)
+		return 0;
+	for (size_t i = 0; i < na; i++)
+		if (!conf_str_eq(a[i].key, b[i].key) || !conf_str_eq(a[i].value, b[i].value))
+			return 0;
+	return 1;
+}
+
+/* Walks the key table, so every endpoint option counts, new ones too. */
+int conf_endpoint_equal(const struct conf_endpoint *a, const struct conf_endpoint *b)
+{
+	if (!conf_str_eq(a->name, b->name))
+		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(conf_keys); i++) {
+		const struct conf_key *k = &conf_keys[i];
+		const char *fa = (const char *)a + k->off, *fb = (const char *)b + k->off;
+		int eq;
+		if (k->sect != CS_ENDPOINT)
+			continue;
+		switch (k->type) {
+		case CT_PARAM:
+			eq = conf_kv_eq(a->params, a->nparams, b->params, b->nparams);
+			break;
+		case CT_HEADER:
+			eq = conf_kv_eq(a->headers, a->nheaders, b->headers, b->nheaders);
+			break;
+		case CT_SOCKET: case CT_SHM: case CT_STR: case CT_NAME: case CT_URL: case CT_BACKOFF:
+			eq = conf_str_eq(*(char *const *)(const void *)fa, *(char *const *)(const void *)fb);
+			break;
+		case CT_MODE: case CT_UINT: case CT_DURATION:
+			eq = *(const unsigned *)(const void *)fa == *(const unsigned *)(const void *)fb;
+			break;
+		case CT_SIZE:
+			eq = *(const size_t *)(const void *)fa == *(const size_t *)(const void *)fb;
+			break;
+		case CT_BOOL: case CT_LOGLEVEL:
+			eq = *(const int *)(const void *)fa == *(const int *)(const void *)fb;
+			break;
+		default:
+			eq = 0;
+		}
+		if (!eq)
+			return 0;
+	}
+	return 1;
 }
 
 /* ---- one option ------------------------------------------------------------ */
@@ -625,6 +792,8 @@ static int conf_set(struct conf_parser *p, const struct conf_key *k, const char 
 	size_t sz;
 	int b;
 	struct backoff bo;
+	struct sockaddr_storage ss;
+	size_t sslen;
 
 	switch (k->type) {
 	case CT_PARAM:
@@ -642,6 +811,13 @@ static int conf_set(struct conf_parser *p, const struct conf_key *k, const char 
 	case CT_SHM:
 		if (val[0] != '/' || strlen(val) < k->min || strlen(val) > k->max ||
 		    !conf_name_ok(val + 1, k->max))
+			return conf_bad_value(p, k->name, val, k->hint);
+		return conf_set_str(p, f, val);
+	case CT_LOOPBACK:
+		if (conf_parse_loopback(val, &ss, &sslen) == -EADDRNOTAVAIL)
+			return conf_perr(p, "%s: '%.*s' is not a loopback address (%s)", k->name,
+					 CONF_ECHO_MAX, val, k->hint);
+		if (conf_parse_loopback(val, &ss, &sslen) < 0)
 			return conf_bad_value(p, k->name, val, k->hint);
 		return conf_set_str(p, f, val);
 	case CT_NAME:

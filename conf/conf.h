@@ -41,6 +41,21 @@ struct conf_endpoint {
 	unsigned pool_min;             /* connections kept open without topics, default 1 */
 	unsigned max_channels;         /* max_channels_per_upstream, default 100 */
 	unsigned pool_idle_ms;         /* pool_idle_timeout: close unused extras, default 60 s */
+	/* TCP options of the upstream sockets */
+	int tcp_nodelay;               /* default 1 */
+	int tcp_keepalive;             /* default 1 */
+	unsigned tcp_keepidle_ms;      /* tcp_keepalive_idle, default 60 s (whole seconds used) */
+	unsigned tcp_keepintvl_ms;     /* tcp_keepalive_interval, default 10 s */
+	unsigned tcp_keepcnt;          /* tcp_keepalive_count, default 5 */
+	size_t tcp_sndbuf;             /* SO_SNDBUF; 0: kernel default */
+	size_t tcp_rcvbuf;             /* SO_RCVBUF; 0: kernel default */
+	/* permessage-deflate (RFC 7692) */
+	int compression;               /* offer it, default 0 */
+	unsigned compression_level;    /* zlib level 0..9, default 6 */
+	int client_no_context_takeover;  /* default 0 */
+	int server_no_context_takeover;  /* default 0 */
+	unsigned client_max_window_bits; /* 9..15, default 15 */
+	unsigned server_max_window_bits; /* 9..15, default 15 */
 	unsigned line;                 /* line of the section header, for messages */
 };
 
@@ -56,6 +71,15 @@ struct conf {
 	unsigned route_cache_ttl_ms;   /* unused routes expire after, default 300 s */
 	unsigned route_cleanup_ms;     /* route_cleanup_interval, default 30 s */
 	char *route_cache_name;        /* shm object; NULL: derived from the socket path */
+	char *control_socket;          /* NULL: control.sock beside socket_path */
+	unsigned control_socket_mode;  /* control_socket_mode, octal, default 0600 */
+	char *metrics_listen;          /* loopback HOST:PORT serving /metrics; NULL: off */
+	unsigned metrics_interval_ms;  /* sampling period, default 1 s */
+	unsigned history_size;         /* samples kept, default 300 */
+	size_t alert_memory;           /* RSS bytes, default 100 MiB; 0: off */
+	unsigned alert_cache_hit_rate; /* percent, default 80; 0: off */
+	size_t alert_queue_depth;      /* deepest client queue, bytes, default 1 MiB; 0: off */
+	unsigned alert_response_ms;    /* push p99 per interval, default 1000 ms; 0: off */
 	unsigned default_endpoint_line; /* where it was set, for messages; 0: not from a file */
 	struct conf_endpoint *endpoints;
 	size_t nendpoints;
@@ -95,6 +119,8 @@ struct conf_endpoint *conf_add_endpoint(struct conf *c, const char *name,
 int conf_check(struct conf *c, char *err, size_t errlen);
 
 const struct conf_endpoint *conf_endpoint_find(const struct conf *c, const char *name);
+/* 1 when every option of the two endpoints (name included) is the same. */
+int conf_endpoint_equal(const struct conf_endpoint *a, const struct conf_endpoint *b);
 const struct conf_endpoint *conf_default_endpoint(const struct conf *c);
 
 /* "250ms", "10s", "2m", "1h", "30" (seconds) → ms; -EINVAL if malformed or
@@ -104,5 +130,11 @@ int conf_parse_duration(const char *s, unsigned *ms);
  * → bytes; -EINVAL if malformed or when it overflows size_t.  *bytes is set
  * only on success. */
 int conf_parse_size(const char *s, size_t *bytes);
+
+struct sockaddr_storage;
+/* "127.0.0.1:9187", "[::1]:9187" or "localhost:9187" → a loopback socket
+ * address (port 1..65535).  0; -EINVAL if malformed; -EADDRNOTAVAIL when the
+ * address is not a loopback one.  *ss and *len are set only on success. */
+int conf_parse_loopback(const char *s, struct sockaddr_storage *ss, size_t *len);
 
 #endif

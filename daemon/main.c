@@ -22,6 +22,7 @@
 #include "conf/conf.h"
 #include "ipc/ipc_server.h"
 #include "log.h"
+#include "daemon/ctl.h"
 #include "daemon/notify.h"
 #include "daemon/router.h"
 
@@ -29,14 +30,22 @@
 #define SYSCONFDIR "/etc"
 #endif
 
+/* What the command line says; applied on every (re)load. */
+struct phxd_opts {
+	const char *conf_path;   /* NULL: no file (-u without -c) */
+	const char *sock, *url, *lvl;
+};
+
 struct phxd {
+	struct phxd_opts opts;
 	struct ev_loop *loop;
 	struct conf conf;
 	struct router router;
 	struct ipc_server ipc;
 	ev_signal sigterm, sigint, sighup;
 	struct notify notify;
-	int control_fd;          /* "control" socket from the service manager; not served yet */
+	int control_fd;          /* "control" socket from the service manager, until ctl has it */
+	struct ctl ctl;          /* the control socket, metrics and alerts */
 };
 
 static void usage(FILE *f)
@@ -63,12 +72,116 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/* Reads the configuration file and applies the command line over it;
+ * c comes from conf_init().  0, or -1 with the reason in err. */
+static int phxd_load_conf(const struct phxd_opts *o, struct conf *c, char *err, size_t errlen)
+{
+	if (o->conf_path && conf_load_file(c, o->conf_path, err, errlen) < 0)
+		return -1;
+	if (o->url) {
+		/* -u replaces the default endpoint's url, or makes one */
+		struct conf_endpoint *e = (struct conf_endpoint *)conf_default_endpoint(c);
+		if (e) {
+			free(e->url);
+			e->url = strdup(o->url);
+		} else if (!conf_add_endpoint(c, "default", o->url)) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	if (o->sock) {
+		free(c->socket_path);
+		c->socket_path = strdup(o->sock);
+	}
+	if (o->lvl) {
+		int l = log_level_parse(o->lvl);
+		if (l < 0) {
+			snprintf(err, errlen, "unknown log level '%s'", o->lvl);
+			return -1;
+		}
+		c->log_level = l;
+	}
+	return conf_check(c, err, errlen) < 0 ? -1 : 0;
+}
+
+static int str_differs(const char *a, const char *b)
+{
+	return !(a == b || (a && b && strcmp(a, b) == 0));
+}
+
+/* Options a running daemon cannot change: the old values stay, with a
+ * warning, until a restart. */
+static void phxd_keep_fixed(const struct conf *old, struct conf *nc)
+{
+	if (str_differs(old->socket_path, nc->socket_path) || old->socket_mode != nc->socket_mode)
+		log_warn("reload: socket and socket_mode take effect at the next restart");
+	if (old->route_cache_size != nc->route_cache_size ||
+	    old->route_cache_ttl_ms != nc->route_cache_ttl_ms ||
+	    old->route_cleanup_ms != nc->route_cleanup_ms ||
+	    str_differs(old->route_cache_name, nc->route_cache_name))
+		log_warn("reload: route cache options take effect at the next restart");
+	char *tmp = nc->socket_path;
+	nc->socket_path = old->socket_path ? strdup(old->socket_path) : NULL;
+	free(tmp);
+	nc->socket_mode = old->socket_mode;
+	nc->route_cache_size = old->route_cache_size;
+	nc->route_cache_ttl_ms = old->route_cache_ttl_ms;
+	nc->route_cleanup_ms = old->route_cleanup_ms;
+	tmp = nc->route_cache_name;
+	nc->route_cache_name = old->route_cache_name ? strdup(old->route_cache_name) : NULL;
+	free(tmp);
+}
+
+/* SIGHUP: parse the configuration again; a valid one replaces the running
+ * one without dropping the clients of unchanged endpoints, a bad one is
+ * rejected with the reason and the old one keeps running. */
+static void phxd_reload(struct phxd *d)
+{
+	char err[512];
+	struct conf nc;
+	notify_reloading();
+	log_notice("SIGHUP: reloading %s", d->opts.conf_path ? d->opts.conf_path :
+		   "the command-line configuration");
+	conf_init(&nc);
+	if (phxd_load_conf(&d->opts, &nc, err, sizeof(err)) < 0) {
+		log_err("reload failed, keeping the running configuration: %s", err);
+		conf_free(&nc);
+		notify_ready("reload failed: keeping the running configuration");
+		return;
+	}
+	phxd_keep_fixed(&d->conf, &nc);
+	/* the router keeps pointers into nc's endpoints array (heap), which
+	 * moves with the struct below */
+	int *remap = calloc(d->router.neps ? d->router.neps : 1, sizeof(*remap));
+	if (!remap || router_reload(&d->router, &nc, remap, err, sizeof(err)) < 0) {
+		log_err("reload failed, keeping the running configuration: %s",
+			remap ? err : "out of memory");
+		free(remap);
+		conf_free(&nc);
+		notify_ready("reload failed: keeping the running configuration");
+		return;
+	}
+	ipc_server_remap_endpoints(&d->ipc, remap);
+	free(remap);
+	conf_free(&d->conf);
+	d->conf = nc;
+	d->router.conf = &d->conf;
+	ctl_reload(&d->ctl);
+	d->ipc.max_line = d->conf.max_line;
+	d->ipc.queue_max = d->conf.client_queue_max;
+	d->ipc.max_clients = d->conf.max_clients;
+	log_set_level((enum log_level)d->conf.log_level);
+	log_notice("configuration reloaded (%zu endpoint%s)", d->conf.nendpoints,
+		   d->conf.nendpoints == 1 ? "" : "s");
+	notify_ready("configuration reloaded");
+}
+
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
+	struct phxd *d = w->data;
 	(void)loop;
-	(void)w;
 	(void)revents;
-	log_warn("SIGHUP: configuration reload is not implemented yet; restart phxd to apply changes");
+	phxd_reload(d);
 }
 
 /* The live figures of STATUS= lines. */
@@ -132,9 +245,6 @@ static int phxd_listen(struct phxd *d, char *err, size_t errlen)
 		snprintf(err, errlen, "socket activation: %s", strerror(-r));
 		return r;
 	}
-	if (d->control_fd >= 0)
-		log_info("control socket received (descriptor %d): the control interface is "
-			 "not implemented yet, connections to it are not served", d->control_fd);
 	if (fd < 0)
 		return ipc_server_listen(&d->ipc, d->conf.socket_path, d->conf.socket_mode, err,
 					 errlen);
@@ -156,6 +266,17 @@ static void phxd_close_control(struct phxd *d)
 	d->control_fd = -1;
 }
 
+/* The control socket (the activated one, or bound) and the sampler. */
+static int phxd_control(struct phxd *d, char *err, size_t errlen)
+{
+	int r = ctl_init(&d->ctl, d->loop, &d->conf, &d->router, &d->ipc, err, errlen);
+	if (r == 0) {
+		r = ctl_listen(&d->ctl, d->control_fd, err, errlen);
+		d->control_fd = -1;     /* ctl_listen() took it */
+	}
+	return r;
+}
+
 static const struct ipc_handlers phxd_ipc_handlers = {
 	.on_command = router_on_command,
 	.on_close = router_on_close,
@@ -173,17 +294,16 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *conf_path = NULL, *sock = NULL, *url = NULL, *lvl = NULL;
 	int check_only = 0, o;
 	char err[512];
 	static struct phxd d;
 
 	while ((o = getopt_long(argc, argv, "c:s:u:l:tVh", opts, NULL)) != -1) {
 		switch (o) {
-		case 'c': conf_path = optarg; break;
-		case 's': sock = optarg; break;
-		case 'u': url = optarg; break;
-		case 'l': lvl = optarg; break;
+		case 'c': d.opts.conf_path = optarg; break;
+		case 's': d.opts.sock = optarg; break;
+		case 'u': d.opts.url = optarg; break;
+		case 'l': d.opts.lvl = optarg; break;
 		case 't': check_only = 1; break;
 		case 'V': printf("phxd %s\n", PACKAGE_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
@@ -199,44 +319,20 @@ int main(int argc, char **argv)
 	log_init("phxd");
 	d.control_fd = -1;
 	conf_init(&d.conf);
-	if (!url && !conf_path)
-		conf_path = SYSCONFDIR "/phxd/phxd.conf";
-	if (conf_path && conf_load_file(&d.conf, conf_path, err, sizeof(err)) < 0) {
-		fprintf(stderr, "phxd: %s\n", err);
-		conf_free(&d.conf);
-		return 1;
+	if (!d.opts.url && !d.opts.conf_path)
+		d.opts.conf_path = SYSCONFDIR "/phxd/phxd.conf";
+	if (d.opts.lvl && log_level_parse(d.opts.lvl) < 0) {
+		fprintf(stderr, "phxd: unknown log level '%s'\n", d.opts.lvl);
+		return 2;
 	}
-	if (url) {
-		/* -u replaces the default endpoint's url, or makes one */
-		const struct conf_endpoint *def = conf_default_endpoint(&d.conf);
-		if (def) {
-			struct conf_endpoint *e = (struct conf_endpoint *)def;
-			free(e->url);
-			e->url = strdup(url);
-		} else if (!conf_add_endpoint(&d.conf, "default", url)) {
-			fprintf(stderr, "phxd: out of memory\n");
-			return 1;
-		}
-	}
-	if (sock) {
-		free(d.conf.socket_path);
-		d.conf.socket_path = strdup(sock);
-	}
-	if (lvl) {
-		int l = log_level_parse(lvl);
-		if (l < 0) {
-			fprintf(stderr, "phxd: unknown log level '%s'\n", lvl);
-			return 2;
-		}
-		d.conf.log_level = l;
-	}
-	if (conf_check(&d.conf, err, sizeof(err)) < 0) {
+	if (phxd_load_conf(&d.opts, &d.conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, "phxd: %s\n", err);
 		conf_free(&d.conf);
 		return 1;
 	}
 	if (check_only) {
-		printf("%s: configuration OK (%zu endpoint%s)\n", conf_path ? conf_path : "command line",
+		printf("%s: configuration OK (%zu endpoint%s)\n",
+		       d.opts.conf_path ? d.opts.conf_path : "command line",
 		       d.conf.nendpoints, d.conf.nendpoints == 1 ? "" : "s");
 		conf_free(&d.conf);
 		return 0;
@@ -252,8 +348,9 @@ int main(int argc, char **argv)
 	}
 	ipc_server_init(&d.ipc, d.loop, &phxd_ipc_handlers, &d.router, d.conf.max_line,
 			d.conf.client_queue_max, d.conf.max_clients);
-	if (phxd_listen(&d, err, sizeof(err)) < 0) {
+	if (phxd_listen(&d, err, sizeof(err)) < 0 || phxd_control(&d, err, sizeof(err)) < 0) {
 		log_err("%s", err);
+		ctl_close(&d.ctl);
 		phxd_close_control(&d);
 		ipc_server_close(&d.ipc, NULL);
 		router_fini(&d.router);
@@ -263,6 +360,7 @@ int main(int argc, char **argv)
 	ev_signal_init(&d.sigterm, on_stop, SIGTERM);
 	ev_signal_init(&d.sigint, on_stop, SIGINT);
 	ev_signal_init(&d.sighup, on_hup, SIGHUP);
+	d.sighup.data = &d;
 	ev_signal_start(d.loop, &d.sigterm);
 	ev_signal_start(d.loop, &d.sigint);
 	ev_signal_start(d.loop, &d.sighup);
@@ -279,6 +377,7 @@ int main(int argc, char **argv)
 
 	notify_stopping();
 	notify_stop(&d.notify);
+	ctl_close(&d.ctl);
 	ipc_server_close(&d.ipc, "shutting down");
 	router_fini(&d.router);
 	ev_signal_stop(d.loop, &d.sigterm);

@@ -1142,6 +1142,7 @@ int route_cache_cleanup(struct route_cache *rc, uint64_t now_ms)
 
 static void rc_stats_of(const struct rc_hdr *h, struct route_cache_stats *st)
 {
+	memset(st, 0, sizeof(*st));
 	st->hits = h->hits;
 	st->misses = h->misses;
 	st->inserts = h->inserts;
@@ -1504,8 +1505,11 @@ static int rc_copy_consistent(const struct rc_hdr *h, const struct rc_hdr *fx,
 			return -ENOMEM;
 		memcpy(&c->h, h, sizeof(c->h));
 		memcpy(c->eps, base + fx->off_eps, sizeof(c->eps));
-		memcpy(c->ents, base + fx->off_ents, (size_t)hw * sizeof(struct rc_ent));
-		memcpy(c->longs, base + fx->off_longs, (size_t)lhw * sizeof(struct rc_long));
+		if (hw)         /* c->ents is NULL until something was used */
+			memcpy(c->ents, base + fx->off_ents, (size_t)hw * sizeof(struct rc_ent));
+		if (lhw)
+			memcpy(c->longs, base + fx->off_longs,
+			       (size_t)lhw * sizeof(struct rc_long));
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		s2 = __atomic_load_n(&h->seq, __ATOMIC_RELAXED);
 		if (s1 == s2 && c->h.hw == hw && c->h.long_hw == lhw)
@@ -1569,7 +1573,8 @@ static int rc_decode(const struct rc_copy *c, struct route_snapshot **out, const
 	for (unsigned i = 0; i < RC_EP_SLOTS; i++)
 		if (rc_ep_ok(&c->eps[i]))
 			epbytes += (size_t)c->eps[i].len + 1;
-	size = sizeof(**out) + (size_t)c->h.entries * sizeof(struct route_entry) + epbytes + f.bytes;
+	size = sizeof(**out) + (size_t)c->h.entries * sizeof(struct route_entry) + epbytes +
+	       f.bytes;
 	if (!(f.s = calloc(1, size)))
 		return -ENOMEM;
 	f.s->entries = (struct route_entry *)(void *)(f.s + 1);

@@ -127,7 +127,8 @@ size_t route_cache_segment_size(const struct route_cache_params *p);
 int route_cache_open(struct route_cache **out, const char *shm_name,
 		     const struct route_cache_params *p, char *err, size_t errlen);
 /* Stores the table checksum (unless the cache is broken), unmaps; accepts
- * NULL, returns NULL.  The segment stays for the next run. */
+ * NULL, returns NULL; not from a foreach callback.  The segment stays for
+ * the next run. */
 struct route_cache *route_cache_close(struct route_cache *rc);
 /* Removes the segment name; 0 or -errno. */
 int route_cache_unlink(const char *shm_name);

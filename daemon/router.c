@@ -1281,6 +1281,148 @@ static void ep_free(struct endpoint *ep, const char *why)
 	free(ep);
 }
 
+/* Moves every channel of old (whose options changed) to its replacement:
+ * subscriptions and buffered pushes stay, pushes in flight on the old
+ * connections are answered, and the channels rejoin on the new pool. */
+static void ep_migrate(struct endpoint *old, struct endpoint *nep)
+{
+	struct router *rt = old->rt;
+	struct json_span r = reason_obj(rt, "configuration reloaded", NULL);
+	char payload[64];
+	size_t plen = r.len < sizeof(payload) ? r.len : 0;
+	memcpy(payload, r.p, plen);
+	struct chan *ch;
+	for (;;) {
+		size_t k = 0;
+		if (!(ch = hmap_next(&old->chans, &k)))
+			break;
+		hmap_del(&old->chans, ch->topic, ch->topic_len);
+		struct list_node *n, *t;
+		list_for_each_safe(n, t, &ch->pushes) {
+			struct push *p = container_of(n, struct push, chan_node);
+			if (p->inflight)
+				push_fail(p, "disconnected", "configuration reloaded");
+		}
+		ev_timer_stop(rt->loop, &ch->rejoin_timer);
+		chan_unassign(ch);
+		if (ch->state == CH_JOINED || ch->ever_joined)
+			chan_state_all(ch, "rejoining", payload, plen);
+		ch->state = CH_WAIT_UP;
+		ch->ep = nep;
+		backoff_parse(&ch->rejoin_bo, nep->conf->rejoin_backoff, 25);
+		struct up_slot *sl = slot_pick(nep, NULL);
+		if (!sl || hmap_put(&nep->chans, ch->topic, ch->topic_len, ch) < 0) {
+			struct json_span e = reason_obj(rt, "too many channels",
+							"the new pool has no room for this topic");
+			ch->ep = old; /* chan_end ends it where it was */
+			hmap_put(&old->chans, ch->topic, ch->topic_len, ch);
+			chan_end_leave(ch, e.p, e.len);
+			continue;
+		}
+		chan_assign(ch, sl);
+	}
+	/* buffered pushes keep their order and deadlines */
+	while (!list_empty(&old->pushes)) {
+		struct push *p = container_of(old->pushes.next, struct push, ep_node);
+		list_del(&p->ep_node);
+		p->ep = nep;
+		list_add_tail(&nep->pushes, &p->ep_node);
+	}
+	ev_timer_stop(rt->loop, &old->push_timer);
+	push_arm_timer(nep);
+}
+
+int router_reload(struct router *rt, const struct conf *nc, int *remap, char *err,
+		  size_t errlen)
+{
+	size_t n = nc->nendpoints;
+	struct endpoint **neweps = calloc(n, sizeof(*neweps));
+	struct endpoint **olds = calloc(n, sizeof(*olds)); /* same name, if any */
+	char *kept = calloc(rt->neps ? rt->neps : 1, 1);
+	int r = -ENOMEM;
+	if (!neweps || !olds || !kept) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	/* 1: build what is new or changed; nothing running is touched yet */
+	for (size_t j = 0; j < n; j++) {
+		const struct conf_endpoint *ce = &nc->endpoints[j];
+		for (size_t i = 0; i < rt->neps; i++)
+			if (strcmp(rt->eps[i]->conf->name, ce->name) == 0)
+				olds[j] = rt->eps[i];
+		if (olds[j] && conf_endpoint_equal(olds[j]->conf, ce))
+			continue;
+		neweps[j] = ep_new(rt, ce, (int)j, err, errlen);
+		if (!neweps[j]) {
+			for (size_t k = 0; k < j; k++)
+				if (neweps[k])
+					ep_free(neweps[k], NULL);
+			r = -EINVAL;
+			goto out;
+		}
+	}
+	/* 2: switch over */
+	for (size_t i = 0; i < rt->neps; i++)
+		remap[i] = -1;
+	for (size_t j = 0; j < n; j++) {
+		struct endpoint *old = olds[j];
+		size_t oi = 0;
+		if (old) {
+			while (rt->eps[oi] != old)
+				oi++;
+			kept[oi] = 1;
+			remap[oi] = (int)j;
+		}
+		if (!neweps[j]) {
+			/* unchanged: it follows the new configuration's copy */
+			old->conf = &nc->endpoints[j];
+			old->index = (int)j;
+			for (unsigned k = 0; k < old->nslots; k++)
+				old->slots[k].up.conf = old->conf;
+			neweps[j] = old;
+			continue;
+		}
+		if (old) {
+			log_notice("endpoint '%s': options changed: moving its %zu channel%s to "
+				   "new connections", old->conf->name, old->chans.n,
+				   old->chans.n == 1 ? "" : "s");
+			ep_migrate(old, neweps[j]);
+			ep_free(old, NULL);
+		} else {
+			log_notice("endpoint '%s': added", nc->endpoints[j].name);
+		}
+	}
+	for (size_t i = 0; i < rt->neps; i++) {
+		if (kept[i])
+			continue;
+		log_notice("endpoint '%s': removed; its channels are closed",
+			   rt->eps[i]->conf->name);
+		ep_free(rt->eps[i], "endpoint removed");
+	}
+	free(rt->eps);
+	rt->eps = neweps;
+	neweps = NULL;
+	rt->neps = n;
+	rt->conf = nc;
+	const struct conf_endpoint *d = conf_default_endpoint(nc);
+	rt->default_ep = d ? (int)(d - nc->endpoints) : 0;
+	/* new pools start; moved channels rejoin */
+	for (size_t j = 0; j < n; j++) {
+		struct endpoint *ep = rt->eps[j];
+		struct chan *ch;
+		ep_warm(ep);
+		for (size_t k = 0; (ch = hmap_next(&ep->chans, &k));)
+			if (ch->state == CH_WAIT_UP)
+				chan_send_join(ch);
+	}
+	r = 0;
+out:
+	free(neweps);
+	free(olds);
+	free(kept);
+	return r;
+}
+
 int router_init(struct router *rt, struct ev_loop *loop, const struct conf *conf,
 		char *err, size_t errlen)
 {

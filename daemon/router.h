@@ -106,6 +106,17 @@ struct router {
 /* 0 or a negative errno with err.  conf must outlive the router. */
 int router_init(struct router *rt, struct ev_loop *loop, const struct conf *conf,
 		char *err, size_t errlen);
+/* Applies a new, valid configuration nc (which then takes the old one's
+ * place: it must live until the next reload).  Unchanged endpoints keep
+ * running untouched; changed ones move their channels to new connections
+ * (clients see STATE rejoining/rejoined); removed ones close their channels
+ * (STATE closed); new ones are added.  remap (one int per old endpoint)
+ * gets each old endpoint's new index, or -1 when it was removed, for the
+ * clients' USE choice.  On error (-ENOMEM, -EINVAL with err: e.g. a TLS
+ * context that cannot be built) nothing changed. */
+int router_reload(struct router *rt, const struct conf *nc, int *remap, char *err,
+		  size_t errlen);
+
 /* Leaves every channel (best effort), closes upstreams, frees everything. */
 void router_fini(struct router *rt);
 

@@ -18,6 +18,7 @@
 #include <openssl/x509v3.h>
 
 #include "conf/conf.h"
+#include "json.h"
 #include "log.h"
 #include "phx_msg.h"
 #include "util.h"
@@ -32,6 +33,8 @@ static void up_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void up_hb_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void up_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents);
 static void up_fail(struct up_conn *up, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void up_fail_later(struct up_conn *up, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void up_update_io(struct up_conn *up);
 static void up_kick_cb(struct ev_loop *loop, ev_idle *w, int revents);
@@ -297,35 +300,55 @@ static int ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *p, size_t n, void
 	return 0;
 }
 
-static void ws_msg_cb(wslay_event_context_ptr ctx,
-		      const struct wslay_event_on_msg_recv_arg *arg, void *user)
+/* Inflates a message that came with RSV1 into up->zin and points *msg at
+ * it; on failure the connection is failed with the reason and reading
+ * stops.  0 or a negative errno. */
+static int up_inflate(struct up_conn *up, const struct wslay_event_on_msg_recv_arg *arg,
+		      const uint8_t **msg, size_t *len)
 {
-	struct up_conn *up = user;
-	struct phx_msg m;
-	int r;
-	(void)ctx;
-
-	if (up->closing)
-		return;
-	switch (arg->opcode) {
-	case WSLAY_TEXT_FRAME:
-		r = phx_decode_json((const char *)arg->msg, arg->msg_length, &m);
-		break;
-	case WSLAY_BINARY_FRAME:
-		r = phx_decode_binary(arg->msg, arg->msg_length, &m);
-		break;
-	case WSLAY_CONNECTION_CLOSE:
-		snprintf(up->last_error, sizeof(up->last_error),
-			 "server closed the WebSocket (code %u)", (unsigned)arg->status_code);
-		return;
-	default:
-		return; /* ping/pong handled by wslay */
+	const char *kind = arg->opcode == WSLAY_TEXT_FRAME ? "text" : "binary";
+	buf_reset(&up->zin);
+	int r = wsd_inflate(&up->wsd, arg->msg, arg->msg_length, up->conf->max_frame, &up->zin);
+	/* wslay leaves UTF-8 of compressed text to us */
+	if (r == 0 && arg->opcode == WSLAY_TEXT_FRAME &&
+	    !utf8_valid(buf_rptr(&up->zin), buf_len(&up->zin)))
+		r = -EILSEQ;
+	if (r == 0) {
+		*msg = (const uint8_t *)buf_rptr(&up->zin);
+		*len = buf_len(&up->zin);
+		return 0;
 	}
+	wslay_event_shutdown_read(up->ws);
+	switch (r) {
+	case -EMSGSIZE:
+		up_fail(up, "compressed %s message of %zu bytes inflates past max_frame "
+			"(%zu bytes)", kind, arg->msg_length, up->conf->max_frame);
+		break;
+	case -EPROTO:
+		up_fail(up, "corrupt compressed %s message from the server: %s", kind,
+			up->wsd.err);
+		break;
+	case -EILSEQ:
+		up_fail(up, "compressed text message from the server is not valid UTF-8");
+		break;
+	default:
+		up_fail(up, "inflating a %s message: %s", kind, strerror(-r));
+		break;
+	}
+	return r;
+}
+
+/* A whole text or binary message, uncompressed. */
+static void up_handle_msg(struct up_conn *up, uint8_t opcode, const uint8_t *msg, size_t len)
+{
+	struct phx_msg m;
+	int r = opcode == WSLAY_TEXT_FRAME ? phx_decode_json((const char *)msg, len, &m) :
+					     phx_decode_binary(msg, len, &m);
 	up->frames_in++;
+	up->payload_in += len;
 	if (r < 0) {
 		log_warn("endpoint '%s': ignoring a malformed %s frame of %zu bytes",
-			 up->conf->name, arg->opcode == WSLAY_TEXT_FRAME ? "text" : "binary",
-			 arg->msg_length);
+			 up->conf->name, opcode == WSLAY_TEXT_FRAME ? "text" : "binary", len);
 		return;
 	}
 	if (m.is_reply && m.topic_len == 7 && memcmp(m.topic, "phoenix", 7) == 0) {
@@ -334,6 +357,36 @@ static void ws_msg_cb(wslay_event_context_ptr ctx,
 		return;
 	}
 	up->cb->on_message(up, &m);
+}
+
+static void ws_msg_cb(wslay_event_context_ptr ctx,
+		      const struct wslay_event_on_msg_recv_arg *arg, void *user)
+{
+	struct up_conn *up = user;
+	const uint8_t *msg = arg->msg;
+	size_t len = arg->msg_length;
+	(void)ctx;
+
+	if (up->closing)
+		return;
+	switch (arg->opcode) {
+	case WSLAY_TEXT_FRAME:
+	case WSLAY_BINARY_FRAME:
+		break;
+	case WSLAY_CONNECTION_CLOSE:
+		snprintf(up->last_error, sizeof(up->last_error),
+			 "server closed the WebSocket (code %u)", (unsigned)arg->status_code);
+		return;
+	default:
+		return; /* ping/pong handled by wslay */
+	}
+	/* RSV1 passes wslay only once permessage-deflate is negotiated, and
+	 * only on the first frame of a data message: arg->rsv is that frame's */
+	if ((arg->rsv & WSLAY_RSV1_BIT) && up_inflate(up, arg, &msg, &len) < 0)
+		return;
+	up_handle_msg(up, arg->opcode, msg, len);
+	if (up->zin.cap > UP_FRAME_KEEP)
+		buf_free(&up->zin);
 }
 
 /* ---------------------------------------------------------- lifecycle */
@@ -360,6 +413,10 @@ static void up_teardown(struct up_conn *up)
 	buf_free(&up->rbuf);
 	buf_free(&up->wbuf);
 	buf_free(&up->frame);
+	buf_free(&up->zin);
+	buf_free(&up->zout);
+	wsd_fini(&up->wsd);
+	up->pmd.enabled = 0;
 	up->hb_pending = 0;
 	up->tls_want = 0;
 	up->closing = 0;
@@ -416,6 +473,20 @@ static void up_fail(struct up_conn *up, const char *fmt, ...)
 	up_down(up, up->last_error);
 }
 
+/* Fails the connection from the loop (the flush watcher), never from
+ * inside the caller: for failures on the owner's send path. */
+static void up_fail_later(struct up_conn *up, const char *fmt, ...)
+{
+	char msg[sizeof(up->last_error)];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	memcpy(up->last_error, msg, sizeof(msg));
+	up->closing = 1;
+	up_schedule_flush(up);
+}
+
 static void up_set_events(struct up_conn *up, int ev)
 {
 	if (ev == 0) {
@@ -429,11 +500,66 @@ static void up_set_events(struct up_conn *up, int ev)
 	ev_io_start(up->loop, &up->io);
 }
 
-static void up_tcp_tune(int fd)
+struct up_tune {
+	char *why;
+	size_t len, off;
+	int failed;
+};
+
+/* One integer socket option; a refusal is counted and named in t->why. */
+static void up_setopt(struct up_tune *t, int fd, int level, int opt, const char *name, int val)
 {
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	if (setsockopt(fd, level, opt, &val, sizeof(val)) == 0)
+		return;
+	int e = errno;
+	t->failed++;
+	if (t->off + 1 >= t->len)
+		return;
+	int n = snprintf(t->why + t->off, t->len - t->off, "%s%s=%d: %s", t->off ? ", " : "",
+			 name, val, strerror(e));
+	if (n > 0)
+		t->off += (size_t)n < t->len - t->off ? (size_t)n : t->len - t->off - 1;
+}
+
+/* ms → whole seconds, rounded up, for the TCP_KEEP* options. */
+static int up_secs(unsigned ms)
+{
+	return (int)((ms + 999u) / 1000u);
+}
+
+int up_tcp_tune(int fd, const struct conf_endpoint *conf, char *why, size_t whylen)
+{
+	struct up_tune t = { why, whylen, 0, 0 };
+
+	if (whylen)
+		why[0] = '\0';
+	up_setopt(&t, fd, IPPROTO_TCP, TCP_NODELAY, "TCP_NODELAY", conf->tcp_nodelay ? 1 : 0);
+	up_setopt(&t, fd, SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE", conf->tcp_keepalive ? 1 : 0);
+	if (conf->tcp_keepalive) {
+		up_setopt(&t, fd, IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE",
+			  up_secs(conf->tcp_keepidle_ms));
+		up_setopt(&t, fd, IPPROTO_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL",
+			  up_secs(conf->tcp_keepintvl_ms));
+		up_setopt(&t, fd, IPPROTO_TCP, TCP_KEEPCNT, "TCP_KEEPCNT", (int)conf->tcp_keepcnt);
+	}
+	/* sizes are at most 256 MiB (conf), so they fit an int */
+	if (conf->tcp_sndbuf)
+		up_setopt(&t, fd, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF", (int)conf->tcp_sndbuf);
+	if (conf->tcp_rcvbuf)
+		up_setopt(&t, fd, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF", (int)conf->tcp_rcvbuf);
+	return t.failed;
+}
+
+/* Tunes a fresh socket; a refusal is logged once per connection object and
+ * never fails the connection. */
+static void up_tune_socket(struct up_conn *up, int fd)
+{
+	char why[512];
+	if (up_tcp_tune(fd, up->conf, why, sizeof(why)) == 0 || up->tune_warned)
+		return;
+	up->tune_warned = 1;
+	log_warn("endpoint '%s': TCP options not applied: %s (connecting without them)",
+		 up->conf->name, why);
 }
 
 static int up_try_connect(struct up_conn *up)
@@ -455,6 +581,7 @@ static int up_try_connect(struct up_conn *up)
 			snprintf(last, sizeof(last), "socket: %s", strerror(errno));
 			continue;
 		}
+		up_tune_socket(up, fd); /* before connect: buffer sizes shape the handshake */
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS) {
 			up->fd = fd;
 			break;
@@ -468,7 +595,6 @@ static int up_try_connect(struct up_conn *up)
 		up_fail(up, "%s", last);
 		return -1;
 	}
-	up_tcp_tune(up->fd);
 	return 0;
 }
 
@@ -494,12 +620,32 @@ static void up_begin_handshake(struct up_conn *up)
 	memcpy(up->key, key, sizeof(key));
 	buf_reset(&up->wbuf);
 	if (ws_hs_request(&up->wbuf, up->host_hdr, up->target, up->key,
-			  up->conf->headers, up->conf->nheaders) < 0) {
+			  up->conf->headers, up->conf->nheaders,
+			  up->conf->compression ? &up->pmd_offer : NULL) < 0) {
 		up_fail(up, "cannot build the upgrade request");
 		return;
 	}
 	up->state = UP_HANDSHAKE;
 	up_set_events(up, EV_WRITE | EV_READ);
+}
+
+/* Sets up the codec once the server took permessage-deflate. */
+static int up_pmd_start(struct up_conn *up)
+{
+	const struct wsd_params *p = &up->pmd;
+	if (!p->enabled)
+		return 0;
+	if (wsd_init(&up->wsd, p, WSD_CLIENT, (int)up->conf->compression_level) < 0) {
+		up_fail(up, "permessage-deflate: unusable parameters");
+		return -1;
+	}
+	wslay_event_config_set_allowed_rsv_bits(up->ws, WSLAY_RSV1_BIT);
+	log_debug("endpoint '%s': permessage-deflate: client window %u bits%s, server window "
+		  "%u bits%s", up->conf->name, p->client_max_window_bits,
+		  p->client_no_context_takeover ? " (no context takeover)" : "",
+		  p->server_max_window_bits,
+		  p->server_no_context_takeover ? " (no context takeover)" : "");
+	return 0;
 }
 
 static void up_open(struct up_conn *up)
@@ -516,12 +662,16 @@ static void up_open(struct up_conn *up)
 		return;
 	}
 	wslay_event_config_set_max_recv_msg_length(up->ws, up->conf->max_frame);
+	if (up_pmd_start(up) < 0)
+		return;
 	ev_timer_stop(up->loop, &up->timer);
 	up->state = UP_OPEN;
 	up->hb_pending = 0;
 	backoff_reset(&up->reconnect_bo);
 	up->last_logged[0] = '\0';
-	log_notice("endpoint '%s': connected", up->conf->name);
+	log_notice("endpoint '%s': connected%s", up->conf->name,
+		   up->pmd.enabled ? " (permessage-deflate)" :
+		   up->conf->compression ? " (the server declined compression)" : "");
 	double hb = up->conf->heartbeat_ms / 1000.0;
 	ev_timer_set(&up->hb_timer, hb, hb);
 	ev_timer_start(up->loop, &up->hb_timer);
@@ -612,8 +762,9 @@ static void up_progress(struct up_conn *up, int revents)
 				break;
 		}
 		char err[300];
-		long hl = ws_hs_parse_response(buf_rptr(&up->rbuf), buf_len(&up->rbuf),
-					       up->key, err, sizeof(err));
+		long hl = ws_hs_parse_response(buf_rptr(&up->rbuf), buf_len(&up->rbuf), up->key,
+					       up->conf->compression ? &up->pmd_offer : NULL,
+					       &up->pmd, err, sizeof(err));
 		if (hl < 0) {
 			up_fail(up, "upgrade to WebSocket failed: %s", err);
 			return;
@@ -705,6 +856,10 @@ static void up_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	ev_idle_stop(loop, &up->kick);
 	if (up->state != UP_OPEN)
 		return;
+	if (up->closing) {
+		up_down(up, up->last_error);
+		return;
+	}
 	if (up_send_now(up) < 0)
 		return;
 	up_update_io(up);
@@ -772,6 +927,20 @@ static int put_qs(struct buf *b, const char *s)
 			return r;
 	}
 	return 0;
+}
+
+/* What we offer: the endpoint's options, and client_max_window_bits always
+ * (bare at 15: the server may ask for a smaller window). */
+static void up_pmd_offer(struct up_conn *up)
+{
+	struct wsd_params *o = &up->pmd_offer;
+	wsd_params_default(o);
+	o->client_no_context_takeover = up->conf->client_no_context_takeover;
+	o->server_no_context_takeover = up->conf->server_no_context_takeover;
+	o->client_max_window_bits = up->conf->client_max_window_bits;
+	o->server_max_window_bits = up->conf->server_max_window_bits;
+	o->client_bits_offered = 1;
+	wsd_params_default(&up->pmd);
 }
 
 int up_conn_init(struct up_conn *up, struct ev_loop *loop,
@@ -842,6 +1011,9 @@ int up_conn_init(struct up_conn *up, struct ev_loop *loop,
 	buf_init(&up->rbuf, 0);
 	buf_init(&up->wbuf, 0);
 	buf_init(&up->frame, 0);
+	buf_init(&up->zin, 0);
+	buf_init(&up->zout, 0);
+	up_pmd_offer(up);
 	up->state = UP_IDLE;
 	return 0;
 }
@@ -892,10 +1064,30 @@ static int up_queue(struct up_conn *up, uint8_t opcode, const struct buf *frame)
 		.msg = (const uint8_t *)buf_rptr(frame),
 		.msg_length = buf_len(frame),
 	};
-	int r = wslay_event_queue_msg(up->ws, &msg);
-	if (r != 0)
+	uint8_t rsv = WSLAY_RSV_NONE;
+	int r;
+	if (up->pmd.enabled) {
+		buf_reset(&up->zout);
+		r = wsd_deflate(&up->wsd, msg.msg, msg.msg_length, &up->zout);
+		if (r < 0) {
+			/* the compressor may be out of step with the server's inflater */
+			up_fail_later(up, "compressing a message: %s", strerror(-r));
+			return r;
+		}
+		msg.msg = (const uint8_t *)buf_rptr(&up->zout);
+		msg.msg_length = buf_len(&up->zout);
+		rsv = WSLAY_RSV1_BIT;
+	}
+	r = wslay_event_queue_msg_ex(up->ws, &msg, rsv);
+	if (up->zout.cap > UP_FRAME_KEEP)
+		buf_free(&up->zout);
+	if (r != 0) {
+		if (rsv && r != WSLAY_ERR_NO_MORE_MSG)
+			up_fail_later(up, "cannot queue a compressed message");
 		return r == WSLAY_ERR_NOMEM ? -ENOMEM : -ENOTCONN;
+	}
 	up->frames_out++;
+	up->payload_out += buf_len(frame);
 	if (!up->in_recv)
 		up_schedule_flush(up);
 	return 0;

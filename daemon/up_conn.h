@@ -23,6 +23,7 @@
 #include "buf.h"
 #include "list.h"
 #include "url.h"
+#include "ws_deflate.h"
 
 struct conf_endpoint;
 struct phx_msg;
@@ -65,7 +66,13 @@ struct up_conn {
 	struct buf rbuf;                    /* bytes read, not yet parsed */
 	struct buf wbuf;                    /* bytes to write */
 	struct buf frame;                   /* encode scratch; wslay copies frames */
+	struct buf zout;                    /* compressed frame scratch */
+	struct buf zin;                     /* the message being handled, inflated */
 	char key[32];
+	struct wsd_params pmd_offer;        /* what we offer when conf->compression */
+	struct wsd_params pmd;              /* negotiated; pmd.enabled: compress */
+	struct wsd wsd;                     /* the codec while pmd.enabled */
+	int tune_warned;                    /* a failed TCP option was logged */
 
 	uint64_t next_ref;
 	uint64_t *ref_seq;                  /* where refs come from: &next_ref, or a
@@ -79,13 +86,23 @@ struct up_conn {
 	int closing;                        /* teardown requested inside a callback */
 	int in_recv;
 
-	/* counters */
+	/* counters; bytes_* are on the wire (TLS and WebSocket framing
+	 * included), payload_* the messages before compression / after
+	 * inflation */
 	uint64_t connects, disconnects, frames_in, frames_out, bytes_in, bytes_out;
+	uint64_t payload_in, payload_out;
 };
 
 /* Builds the global TLS context for an endpoint (verification per conf);
  * NULL with err on failure.  Logs a warning when tls_verify is off. */
 SSL_CTX *up_tls_ctx_new(const struct conf_endpoint *conf, char *err, size_t errlen);
+
+/* Applies the endpoint's TCP options to a TCP socket, best before connect():
+ * TCP_NODELAY, SO_KEEPALIVE with TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT
+ * (whole seconds, rounded up), SO_SNDBUF/SO_RCVBUF when not 0.  Returns how
+ * many options the kernel refused (0: all set), naming them in why; a
+ * refused option leaves the socket usable. */
+int up_tcp_tune(int fd, const struct conf_endpoint *conf, char *why, size_t whylen);
 
 /* 0 or -EINVAL with err (bad URL). */
 int up_conn_init(struct up_conn *up, struct ev_loop *loop,

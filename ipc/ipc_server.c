@@ -533,6 +533,16 @@ static void ipc_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+void ipc_server_remap_endpoints(struct ipc_server *s, const int *remap)
+{
+	struct list_node *n, *t;
+	list_for_each_safe(n, t, &s->clients) {
+		struct ipc_client *c = container_of(n, struct ipc_client, node);
+		if (c->ep >= 0)
+			c->ep = remap[c->ep];
+	}
+}
+
 void ipc_server_close(struct ipc_server *s, const char *bye_reason)
 {
 	struct list_node *n, *t;

@@ -87,6 +87,10 @@ int ipc_server_adopt(struct ipc_server *s, int fd, char *err, size_t errlen);
  * removes the socket file if we created it. */
 void ipc_server_close(struct ipc_server *s, const char *bye_reason);
 
+/* After a configuration reload: each client's USE choice follows its
+ * endpoint to its new index (remap[old] = new, or -1: back to the default). */
+void ipc_server_remap_endpoints(struct ipc_server *s, const int *remap);
+
 /* Output.  Format into ipc_client_out(c), then pass the formatter's result
  * to ipc_client_wrote(): 0 marks the client for flushing; -EMSGSIZE means
  * its queue is full: it is sent a BYE and closed.  The queue holds at most

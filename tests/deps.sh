@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="gcc make autoconf automake pkg-config libc6-dev \
-libev-dev libwslay-dev libjson-c-dev libssl-dev libsystemd-dev check \
+libev-dev libwslay-dev libjson-c-dev libssl-dev libsystemd-dev zlib1g-dev check \
 socat openssl ca-certificates systemd"
 
 missing=""

@@ -2,11 +2,8 @@
  * activation (systemd-socket-activate with the "ipc" and "control" sockets),
  * sd_notify messages read from a NOTIFY_SOCKET the test owns (READY, STATUS,
  * WATCHDOG, STOPPING), the journal log format (JOURNAL_STREAM), and what
- * SIGTERM leaves behind.  Real processes on real sockets, as in it_core.
- *
- * TODO (issue 6, configuration reload): SIGHUP must send RELOADING=1 (with
- * MONOTONIC_USEC), then READY=1 once the new configuration is in place; test
- * it here when reload lands.
+ * SIGTERM leaves behind, and RELOADING=1 ... READY=1 around a SIGHUP reload.
+ * Real processes on real sockets, as in it_core.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -504,6 +501,38 @@ START_TEST(notify_ready_status_watchdog_stopping)
 }
 END_TEST
 
+/* SIGHUP: RELOADING=1 (with MONOTONIC_USEC), then READY=1 once the new
+ * configuration is in place. */
+START_TEST(notify_reload)
+{
+#ifndef HAVE_SYSTEMD
+	SKIP_IF(1, "phxd is built --without-systemd");
+#endif
+	char *extra[] = { ntf_env, NULL };
+	it_write_conf(&env, NULL, "pool_size = 1\n");
+	phxd_spawn(extra, NULL, -1);
+	ck_assert_msg(notify_wait("READY", "1", IT_TIMEOUT_MS, NULL) != NULL, "no READY=1");
+	it_write_conf(&env, NULL, "pool_size = 2\n");
+	ck_assert_int_eq(kill(env.phxd, SIGHUP), 0);
+	const char *m = notify_wait("RELOADING", "1", IT_TIMEOUT_MS, NULL);
+	ck_assert_msg(m != NULL, "no RELOADING=1");
+	ck_assert_msg(msg_get(m, "MONOTONIC_USEC") != NULL, "RELOADING without MONOTONIC_USEC: '%s'", m);
+	m = notify_wait("READY", "1", IT_TIMEOUT_MS, NULL);
+	ck_assert_msg(m != NULL, "no READY=1 after the reload");
+	ck_assert_msg(msg_is(m, "STATUS", "configuration reloaded"), "READY message: '%s'", m);
+	/* a bad file: READY again, saying the old configuration still runs */
+	it_write_conf(&env, "max_clients = none", "pool_size = 2\n");
+	ck_assert_int_eq(kill(env.phxd, SIGHUP), 0);
+	ck_assert_msg(notify_wait("RELOADING", "1", IT_TIMEOUT_MS, NULL) != NULL, "no RELOADING=1");
+	m = notify_wait("READY", "1", IT_TIMEOUT_MS, NULL);
+	ck_assert_msg(m && msg_is(m, "STATUS", "reload failed: keeping the running configuration"),
+		      "READY message: '%s'", m ? m : "(none)");
+	ck_assert_int_eq(kill(env.phxd, SIGTERM), 0);
+	ck_assert_int_eq(it_wait_exit(env.phxd, 5000), 0);
+	env.phxd = 0;
+}
+END_TEST
+
 /* WATCHDOG_PID names another process: the watchdog is not ours. */
 START_TEST(notify_watchdog_other_pid)
 {
@@ -660,6 +689,7 @@ static Suite *systemd_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, notify_ready_status_watchdog_stopping);
 	tcase_add_test(tc, notify_watchdog_other_pid);
+	tcase_add_test(tc, notify_reload);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("logs");

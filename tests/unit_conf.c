@@ -763,6 +763,15 @@ START_TEST(test_sample_uncommented)
 	ck_assert_str_eq(e->rejoin_backoff, de->rejoin_backoff);
 	ck_assert_uint_eq(e->push_buffer, de->push_buffer);
 	ck_assert_uint_eq(e->max_frame, de->max_frame);
+	ck_assert_str_eq(c.control_socket, "/run/phxd/control.sock");
+	ck_assert_uint_eq(c.control_socket_mode, d.control_socket_mode);
+	ck_assert_str_eq(c.metrics_listen, "127.0.0.1:9187");
+	ck_assert_uint_eq(c.metrics_interval_ms, d.metrics_interval_ms);
+	ck_assert_uint_eq(c.history_size, d.history_size);
+	ck_assert_uint_eq(c.alert_memory, d.alert_memory);
+	ck_assert_uint_eq(c.alert_cache_hit_rate, d.alert_cache_hit_rate);
+	ck_assert_uint_eq(c.alert_queue_depth, d.alert_queue_depth);
+	ck_assert_uint_eq(c.alert_response_ms, d.alert_response_ms);
 	conf_free(&c);
 	conf_free(&d);
 }
@@ -1017,6 +1026,67 @@ static void url_bad(const char *s, const char *why_want)
 	ck_assert_int_eq((unsigned char)u.host[0], 0x5a);
 }
 
+/* The control socket, metrics and alert options (issue 5). */
+START_TEST(test_control_options)
+{
+	struct conf c;
+	conf_init(&c);
+	ck_assert_ptr_null(c.control_socket);           /* control.sock beside socket */
+	ck_assert_uint_eq(c.control_socket_mode, 0600);
+	ck_assert_ptr_null(c.metrics_listen);
+	ck_assert_uint_eq(c.metrics_interval_ms, 1000);
+	ck_assert_uint_eq(c.history_size, 300);
+	ck_assert_uint_eq(c.alert_memory, 100 * 1024 * 1024);
+	ck_assert_uint_eq(c.alert_cache_hit_rate, 80);
+	ck_assert_uint_eq(c.alert_queue_depth, 1024 * 1024);
+	ck_assert_uint_eq(c.alert_response_ms, 1000);
+	conf_free(&c);
+
+	expect_ok(&c, "control_socket = /tmp/c.sock\ncontrol_socket_mode = 0660\n"
+		  "metrics_listen = [::1]:9187\nmetrics_interval = 250ms\nhistory_size = 1\n"
+		  "alert_memory = 0\nalert_cache_hit_rate = 100\nalert_queue_depth = 64k\n"
+		  "alert_response_time = 0\n" MIN_EP);
+	ck_assert_str_eq(c.control_socket, "/tmp/c.sock");
+	ck_assert_uint_eq(c.control_socket_mode, 0660);
+	ck_assert_str_eq(c.metrics_listen, "[::1]:9187");
+	ck_assert_uint_eq(c.metrics_interval_ms, 250);
+	ck_assert_uint_eq(c.history_size, 1);
+	ck_assert_uint_eq(c.alert_memory, 0);
+	ck_assert_uint_eq(c.alert_cache_hit_rate, 100);
+	ck_assert_uint_eq(c.alert_queue_depth, 65536);
+	ck_assert_uint_eq(c.alert_response_ms, 0);
+	conf_free(&c);
+	expect_ok(&c, "metrics_listen = localhost:1\n" MIN_EP);
+	conf_free(&c);
+	expect_ok(&c, "metrics_listen = 127.9.8.7:65535\n" MIN_EP);
+	conf_free(&c);
+
+	expect_global_err("metrics_listen = 0.0.0.0:9187",
+			  "metrics_listen: '0.0.0.0:9187' is not a loopback address "
+			  "(127.0.0.1:PORT, [::1]:PORT or localhost:PORT)");
+	expect_global_err("metrics_listen = [::]:9187",
+			  "metrics_listen: '[::]:9187' is not a loopback address "
+			  "(127.0.0.1:PORT, [::1]:PORT or localhost:PORT)");
+	const char *bad[] = { "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "::1:80",
+			      "[::1]80", "example.com:80", "127.0.0.1:80x", "[127.0.0.1]:80" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char line[128], msg[256];
+		snprintf(line, sizeof(line), "metrics_listen = %s", bad[i]);
+		snprintf(msg, sizeof(msg), "metrics_listen: bad value '%s' (127.0.0.1:PORT, "
+			 "[::1]:PORT or localhost:PORT)", bad[i]);
+		expect_global_err(line, msg);
+	}
+	expect_global_err("metrics_interval = 50ms",
+			  "metrics_interval: bad value '50ms' (duration 100ms..1h, e.g. 1s)");
+	expect_global_err("history_size = 100001",
+			  "history_size: bad value '100001' (integer 1..100000)");
+	expect_global_err("alert_cache_hit_rate = 101",
+			  "alert_cache_hit_rate: bad value '101' (percent 0..100 (0: off))");
+	expect_global_err("control_socket_mode = 0800",
+			  "control_socket_mode: bad value '0800' (octal, at most 0777)");
+}
+END_TEST
+
 START_TEST(test_url_good)
 {
 	url_ok("ws://127.0.0.1:4000/socket", 0, "127.0.0.1", "4000", "/socket");
@@ -1138,7 +1208,7 @@ int main(void)
 
 	SUITE("defaults", test_defaults_global, test_defaults_endpoint, test_pool_options);
 	SUITE("options", test_all_options, test_bool_values, test_log_levels, test_ranges,
-	      test_strings, test_params_headers, test_url_option);
+	      test_strings, test_params_headers, test_url_option, test_control_options);
 	SUITE("errors", test_errors_brief, test_errors_more, test_errors_bytes);
 	SUITE("syntax", test_comments, test_quotes, test_crlf_bom, test_file_name);
 	SUITE("files", test_sample_conf, test_sample_uncommented, test_man_example,

@@ -3,7 +3,7 @@
  * SYNOPSIS
  *	phxsim [--listen HOST:PORT] [--control PATH] [--tls-cert FILE --tls-key FILE]
  *	       [--idle-timeout SEC] [--max-channels N] [--require-token TOKEN]
- *	       [--quiet] [--verbose] [--help]
+ *	       [--compression] [--fragment N] [--quiet] [--verbose] [--help]
  *
  * DESCRIPTION
  *	A single-threaded WebSocket server (libev + wslay) that speaks the
@@ -23,6 +23,13 @@
  *	--idle-timeout SEC	close WebSockets silent for SEC seconds (60; 0 = never)
  *	--max-channels N	channels per socket (100)
  *	--require-token T	the upgrade must carry the connect param token=T
+ *	--compression		accept a permessage-deflate offer (RFC 7692),
+ *				honouring its window bits and context takeover
+ *				parameters; an offer of server_max_window_bits=8
+ *				is declined (zlib cannot compress with it)
+ *	--fragment N		send messages longer than N bytes (after
+ *				compression) in frames of N bytes (0 = whole;
+ *				wslay caps a frame at 4096 bytes)
  *	--quiet			log warnings and errors only
  *	--verbose		log debug messages too
  *
@@ -52,7 +59,16 @@
  *					SIZE bytes, paced by the slowest socket;
  *					OK N (sockets joined at the start) once all
  *					are queued
- *	STATS				OK {"connections":N,...}
+ *	FRAGMENT N			as --fragment, from now on; OK
+ *	CORRUPT TOPIC			a text frame with RSV1 set and a payload that
+ *					is not deflate data, to each compressed
+ *					socket joined to TOPIC; OK N
+ *	STATS				OK {"connections":N,...}; ws_bytes_in/out
+ *					count WebSocket bytes (frame headers
+ *					included), payload_in/out the messages
+ *					before compression, fragmented_out the
+ *					messages sent in fragments and
+ *					fragments_out their frames
  *
  * EXIT STATUS
  *	0 after SIGTERM or SIGINT, 1 on a startup error, 2 on a usage error.
@@ -91,6 +107,7 @@
 #include "list.h"
 #include "log.h"
 #include "util.h"
+#include "daemon/ws_deflate.h"
 #include "daemon/ws_hs.h"
 
 #define WS_PATH		"/socket/websocket"
@@ -138,7 +155,19 @@ struct conn {
 	uint64_t since;			/* accept time, or drain start */
 	uint64_t last_rx;		/* last WebSocket frame received */
 	uint64_t closing_at;		/* close frame queued by us; 0 = not */
+	struct wsd_params pmd;		/* permessage-deflate, when pmd.enabled */
+	struct wsd wsd;
+	struct list_node frags;		/* struct frag being sent in fragments */
+	size_t frag_bytes;		/* their bytes not yet handed to wslay */
 	char peer[64];
+};
+
+/* A message sent in fragments: wslay reads it through frag_read_cb(). */
+struct frag {
+	struct list_node node;		/* conn->frags */
+	struct conn *c;
+	size_t len, off, piece;
+	unsigned char data[];
 };
 
 /* One joined channel: a socket on a topic with its join_ref. */
@@ -193,6 +222,9 @@ struct flood {
 
 struct stats {
 	unsigned long long accepted, joins, leaves, frames_in, frames_out, heartbeats;
+	unsigned long long compressed_in, compressed_out, ws_bytes_in, ws_bytes_out;
+	unsigned long long payload_in, payload_out;
+	unsigned long long fragmented_out, fragments_out;
 };
 
 /* A string from a frame; p == NULL is JSON null. */
@@ -219,6 +251,8 @@ static struct {
 	const char *token;
 	unsigned idle_s;
 	size_t max_channels;
+	int compression;
+	size_t fragment;		/* frame size for long messages; 0 = whole */
 	/* state */
 	SSL_CTX *ssl_ctx;
 	int lfd, cfd;
@@ -242,6 +276,8 @@ static struct {
 	struct stats st;
 	struct buf scratch;		/* decoded strings of the message at hand */
 	struct buf obuf;		/* the frame being built */
+	struct buf zin;			/* the message at hand, inflated */
+	struct buf zout;		/* the frame being queued, compressed */
 } sim;
 
 static const char empty_str[] = "";
@@ -579,14 +615,100 @@ static void conn_doom(struct conn *c, const char *why)
 	list_add_tail(&sim.doomed, &c->dnode);
 }
 
-/* Hands one frame to wslay (which copies it). */
+/* Bytes queued for c: wslay's whole messages and our fragmented ones. */
+static size_t conn_queued(const struct conn *c)
+{
+	return wslay_event_get_queued_msg_length(c->ws) + c->frag_bytes;
+}
+
+static ssize_t frag_read_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
+			    const union wslay_event_msg_source *src, int *eof, void *user)
+{
+	struct frag *f = src->data;
+	size_t n = f->len - f->off;
+
+	(void)ctx;
+	(void)user;
+	if (n > f->piece)
+		n = f->piece;
+	if (n > len)
+		n = len;
+	memcpy(buf, f->data + f->off, n);
+	f->off += n;
+	f->c->frag_bytes -= n;
+	sim.st.fragments_out++;
+	if (f->off == f->len) {
+		*eof = 1;
+		list_del(&f->node);
+		free(f);
+	}
+	return (ssize_t)n;
+}
+
+/* Queues p[0..n) (n > 0) to go out in frames of sim.fragment bytes; RSV1,
+ * if set, goes on the first frame only (wslay clears it after). */
+static int conn_queue_frag(struct conn *c, uint8_t opcode, const void *p, size_t n,
+			   uint8_t rsv)
+{
+	struct frag *f = malloc(sizeof(*f) + n);
+	if (!f)
+		return WSLAY_ERR_NOMEM;
+	f->c = c;
+	f->len = n;
+	f->off = 0;
+	f->piece = sim.fragment;
+	memcpy(f->data, p, n);
+	struct wslay_event_fragmented_msg fm = { .opcode = opcode, .read_callback = frag_read_cb };
+	fm.source.data = f;
+	int r = wslay_event_queue_fragmented_msg_ex(c->ws, &fm, rsv);
+	if (r < 0) {
+		free(f);
+		return r;
+	}
+	list_add_tail(&c->frags, &f->node);
+	c->frag_bytes += n;
+	sim.st.fragmented_out++;
+	return 0;
+}
+
+static void frags_free_all(struct conn *c)
+{
+	struct list_node *pos, *tmp;
+	list_for_each_safe(pos, tmp, &c->frags) {
+		list_del(pos);
+		free(container_of(pos, struct frag, node));
+	}
+	c->frag_bytes = 0;
+}
+
+/* Hands one frame to wslay (which copies it), compressed when
+ * permessage-deflate is on, in fragments with --fragment. */
 static void conn_queue(struct conn *c, uint8_t opcode, const void *p, size_t n)
 {
 	struct wslay_event_msg m = { opcode, p, n };
+	uint8_t rsv = WSLAY_RSV_NONE;
+	int r;
 
 	if (c->st != ST_WS)
 		return;
-	int r = wslay_event_queue_msg(c->ws, &m);
+	sim.st.payload_out += n;
+	if (c->pmd.enabled) {
+		buf_reset(&sim.zout);
+		if (wsd_deflate(&c->wsd, p, n, &sim.zout) < 0) {
+			conn_doom(c, "cannot compress a frame");
+			return;
+		}
+		m.msg = (const uint8_t *)buf_rptr(&sim.zout);
+		m.msg_length = buf_len(&sim.zout);
+		rsv = WSLAY_RSV1_BIT;
+		sim.st.compressed_out++;
+	}
+	if (sim.fragment && m.msg_length > sim.fragment)
+		r = conn_queue_frag(c, opcode, m.msg, m.msg_length, rsv);
+	else
+		r = wslay_event_queue_msg_ex(c->ws, &m, rsv);
+	if (sim.zout.cap > (1u << 20))
+		buf_free(&sim.zout);
 	if (r == WSLAY_ERR_NO_MORE_MSG)
 		return;
 	if (r < 0) {
@@ -594,7 +716,7 @@ static void conn_queue(struct conn *c, uint8_t opcode, const void *p, size_t n)
 		return;
 	}
 	sim.st.frames_out++;
-	if (wslay_event_get_queued_msg_length(c->ws) > OUT_HARD_MAX) {
+	if (conn_queued(c) > OUT_HARD_MAX) {
 		log_warn("conn %lu (%s): over %u bytes queued, dropping it", c->id,
 			 c->peer, OUT_HARD_MAX);
 		conn_doom(c, "output overflow");
@@ -848,6 +970,8 @@ static void conn_close(struct conn *c, int graceful)
 		wslay_event_context_free(c->ws);
 		c->ws = NULL;
 	}
+	frags_free_all(c);	/* after wslay: it may point at them no more */
+	wsd_fini(&c->wsd);
 	if (c->ssl) {
 		if (graceful && c->st != ST_TLS) {
 			ERR_clear_error();
@@ -1094,8 +1218,10 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len
 		return (ssize_t)n;
 	}
 	ssize_t r = conn_read(c, data, len);
-	if (r > 0)
+	if (r > 0) {
+		sim.st.ws_bytes_in += (unsigned long long)r;
 		return r;
+	}
 	wslay_event_set_error(ctx, r == -EAGAIN ? WSLAY_ERR_WOULDBLOCK :
 			      WSLAY_ERR_CALLBACK_FAILURE);
 	if (r == 0)
@@ -1108,11 +1234,35 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
 {
 	struct conn *c = user;
 	ssize_t r = conn_write(c, data, len, flags & WSLAY_MSG_MORE);
-	if (r >= 0)
+	if (r >= 0) {
+		sim.st.ws_bytes_out += (unsigned long long)r;
 		return r;
+	}
 	wslay_event_set_error(ctx, r == -EAGAIN ? WSLAY_ERR_WOULDBLOCK :
 			      WSLAY_ERR_CALLBACK_FAILURE);
 	return -1;
+}
+
+/* A message with RSV1: inflated into sim.zin, with the client's window and
+ * context takeover.  A failure fails the connection (close 1007). */
+static int ws_inflate(struct conn *c, const struct wslay_event_on_msg_recv_arg *arg,
+		      const uint8_t **msg, size_t *len)
+{
+	buf_reset(&sim.zin);
+	if (sim.zin.cap > (1u << 20))
+		buf_free(&sim.zin);
+	int r = wsd_inflate(&c->wsd, arg->msg, arg->msg_length, MAX_MSG, &sim.zin);
+	if (r < 0) {
+		log_warn("conn %lu (%s): bad compressed message: %s", c->id, c->peer,
+			 r == -EPROTO ? c->wsd.err : strerror(-r));
+		wslay_event_shutdown_read(c->ws);
+		conn_ws_close(c, r == -EMSGSIZE ? 1009 : 1007);
+		return r;
+	}
+	sim.st.compressed_in++;
+	*msg = (const uint8_t *)buf_rptr(&sim.zin);
+	*len = buf_len(&sim.zin);
+	return 0;
 }
 
 static void ws_msg_cb(wslay_event_context_ptr ctx,
@@ -1120,21 +1270,28 @@ static void ws_msg_cb(wslay_event_context_ptr ctx,
 {
 	struct conn *c = user;
 	struct pmsg m;
+	const uint8_t *msg = arg->msg;
+	size_t len = arg->msg_length;
 	(void)ctx;
 
 	c->last_rx = now_ms();
 	if (c->st != ST_WS)
 		return;
+	if ((arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) &&
+	    (arg->rsv & WSLAY_RSV1_BIT) && ws_inflate(c, arg, &msg, &len) < 0)
+		return;
+	if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
+		sim.st.payload_in += len;
 	if (arg->opcode == WSLAY_TEXT_FRAME) {
 		sim.st.frames_in++;
-		if (pmsg_from_text(&m, (const char *)arg->msg, arg->msg_length) < 0) {
+		if (pmsg_from_text(&m, (const char *)msg, len) < 0) {
 			log_debug("conn %lu: malformed text frame ignored", c->id);
 			return;
 		}
 		handle_msg(c, &m);
 	} else if (arg->opcode == WSLAY_BINARY_FRAME) {
 		sim.st.frames_in++;
-		if (pmsg_from_bin(&m, arg->msg, arg->msg_length) < 0) {
+		if (pmsg_from_bin(&m, msg, len) < 0) {
 			log_debug("conn %lu: malformed binary frame ignored", c->id);
 			return;
 		}
@@ -1169,8 +1326,7 @@ static int conn_ws_io(struct conn *c, int revents)
 		r = wslay_event_send(c->ws);
 		if (r < 0)
 			return -EIO;
-		if (!list_empty(&sim.floods) &&
-		    wslay_event_get_queued_msg_length(c->ws) < FLOOD_LOW)
+		if (!list_empty(&sim.floods) && conn_queued(c) < FLOOD_LOW)
 			flood_kick();
 	}
 	if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws))
@@ -1273,6 +1429,33 @@ static int http_decide(struct conn *c, const struct ws_hs_req *req,
 
 static int conn_http_write(struct conn *c);
 
+/* Our answer to a permessage-deflate offer, into c->pmd (enabled = 0:
+ * declined or not offered).  Every parameter is honoured. */
+static void pmd_accept(struct conn *c, const struct ws_hs_req *req)
+{
+	const struct wsd_params *o = &req->pmd;
+
+	wsd_params_default(&c->pmd);
+	if (!sim.compression || !o->enabled)
+		return;
+	if (o->server_max_window_bits < WSD_DEFLATE_BITS_MIN) {
+		log_info("conn %lu: permessage-deflate with server_max_window_bits=%u declined",
+			 c->id, o->server_max_window_bits);
+		return;
+	}
+	c->pmd = *o;
+	c->pmd.enabled = 1;
+	if (wsd_init(&c->wsd, &c->pmd, WSD_SERVER, WSD_LEVEL_DEFAULT) < 0) {
+		wsd_params_default(&c->pmd);
+		return;
+	}
+	log_debug("conn %lu: permessage-deflate: server %u bits%s, client %u bits%s", c->id,
+		  c->pmd.server_max_window_bits,
+		  c->pmd.server_no_context_takeover ? " no takeover" : "",
+		  c->pmd.client_max_window_bits,
+		  c->pmd.client_no_context_takeover ? " no takeover" : "");
+}
+
 static int conn_http_answer(struct conn *c, const struct ws_hs_req *req, int status,
 			    const char *reason)
 {
@@ -1287,7 +1470,10 @@ static int conn_http_answer(struct conn *c, const struct ws_hs_req *req, int sta
 			return -ENOMEM;
 		}
 		wslay_event_config_set_max_recv_msg_length(c->ws, MAX_MSG);
-		r = ws_hs_response_101(&c->wbuf, req->key);
+		pmd_accept(c, req);
+		if (c->pmd.enabled)
+			wslay_event_config_set_allowed_rsv_bits(c->ws, WSLAY_RSV1_BIT);
+		r = ws_hs_response_101(&c->wbuf, req->key, &c->pmd);
 	} else {
 		r = ws_hs_response_error(&c->wbuf, status, reason);
 	}
@@ -1470,6 +1656,8 @@ static void conn_new(int fd, const struct sockaddr_storage *ss, socklen_t sl)
 	list_init(&c->pending);
 	list_init(&c->chans);
 	list_init(&c->dnode);
+	list_init(&c->frags);
+	wsd_params_default(&c->pmd);
 	hmap_init(&c->chmap);
 	buf_init(&c->rbuf, 0);
 	buf_init(&c->wbuf, 0);
@@ -1594,8 +1782,7 @@ static int flood_full(const struct topic *t)
 
 	for (pos = t->subs.next; pos != &t->subs; pos = pos->next) {
 		const struct chan *ch = container_of(pos, struct chan, tnode);
-		if (ch->c->st == ST_WS &&
-		    wslay_event_get_queued_msg_length(ch->c->ws) >= FLOOD_HIGH)
+		if (ch->c->st == ST_WS && conn_queued(ch->c) >= FLOOD_HIGH)
 			return 1;
 	}
 	return 0;
@@ -2073,14 +2260,70 @@ static int cmd_flood(struct ctl *k, char *args)
 	return 1;	/* answered when done */
 }
 
+static int cmd_fragment(struct ctl *k, char *args)
+{
+	unsigned long v;
+	char *a = tok(&args);
+
+	if (parse_ulong(a, MAX_MSG, &v) < 0 || tok(&args)) {
+		ctl_printf(k, "ERR usage: FRAGMENT N");
+		return 0;
+	}
+	sim.fragment = v;
+	ctl_printf(k, "OK");
+	return 0;
+}
+
+/* RSV1 on a payload whose first block has the reserved type 3: any
+ * inflater must reject it. */
+static int cmd_corrupt(struct ctl *k, char *args)
+{
+	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x00, 0x01 };
+	struct wslay_event_msg m = { WSLAY_TEXT_FRAME, junk, sizeof(junk) };
+	char *t = tok(&args);
+	struct topic *tp;
+	struct list_node *pos;
+	size_t n = 0;
+
+	if (!t || tok(&args)) {
+		ctl_printf(k, "ERR usage: CORRUPT TOPIC");
+		return 0;
+	}
+	tp = topic_get(str_of(t));
+	for (pos = tp ? tp->subs.next : NULL; tp && pos != &tp->subs; pos = pos->next) {
+		struct conn *c = container_of(pos, struct chan, tnode)->c;
+		if (c->st != ST_WS || !c->pmd.enabled ||
+		    wslay_event_queue_msg_ex(c->ws, &m, WSLAY_RSV1_BIT) < 0)
+			continue;
+		conn_flush(c);
+		n++;
+	}
+	log_info("CORRUPT %s: %zu sockets", t, n);
+	ctl_printf(k, "OK %zu", n);
+	return 0;
+}
+
 static int cmd_stats(struct ctl *k, char *args)
 {
+	struct list_node *pos;
+	size_t npmd = 0;
+
 	(void)args;
+	for (pos = sim.conns.next; pos != &sim.conns; pos = pos->next) {
+		struct conn *c = container_of(pos, struct conn, node);
+		npmd += c->st == ST_WS && c->pmd.enabled;
+	}
 	ctl_printf(k, "OK {\"connections\":%zu,\"accepted\":%llu,\"joins\":%llu,"
 		   "\"leaves\":%llu,\"channels\":%zu,\"frames_in\":%llu,"
-		   "\"frames_out\":%llu,\"heartbeats\":%llu}",
+		   "\"frames_out\":%llu,\"heartbeats\":%llu,\"compressed_connections\":%zu,"
+		   "\"compressed_in\":%llu,\"compressed_out\":%llu,\"ws_bytes_in\":%llu,"
+		   "\"ws_bytes_out\":%llu,\"payload_in\":%llu,\"payload_out\":%llu,"
+		   "\"fragmented_out\":%llu,\"fragments_out\":%llu}",
 		   sim.nws, sim.st.accepted, sim.st.joins, sim.st.leaves, sim.nchans,
-		   sim.st.frames_in, sim.st.frames_out, sim.st.heartbeats);
+		   sim.st.frames_in, sim.st.frames_out, sim.st.heartbeats, npmd,
+		   sim.st.compressed_in, sim.st.compressed_out, sim.st.ws_bytes_in,
+		   sim.st.ws_bytes_out, sim.st.payload_in, sim.st.payload_out,
+		   sim.st.fragmented_out, sim.st.fragments_out);
 	return 0;
 }
 
@@ -2102,6 +2345,8 @@ static const struct {
 	{ "KICK", cmd_kick },
 	{ "CHANNELS", cmd_channels },
 	{ "FLOOD", cmd_flood },
+	{ "FRAGMENT", cmd_fragment },
+	{ "CORRUPT", cmd_corrupt },
 	{ "STATS", cmd_stats },
 };
 
@@ -2499,12 +2744,13 @@ static void usage(FILE *f)
 		"usage: phxsim [--listen HOST:PORT] [--control PATH]\n"
 		"              [--tls-cert FILE --tls-key FILE] [--idle-timeout SEC]\n"
 		"              [--max-channels N] [--require-token TOKEN]\n"
-		"              [--quiet] [--verbose] [--help]\n"
+		"              [--compression] [--fragment N] [--quiet] [--verbose] [--help]\n"
 		"A Phoenix Channels V2 test server.  Prints \"listening HOST PORT\" once bound.\n"
 		"Control commands (one per line on --control): DROP [TOPIC], CLOSE [CODE], STALL,\n"
 		"RESUME, REFUSE N, REJECT N, DELAY MS, BROADCAST TOPIC EVENT JSON,\n"
 		"BBROADCAST TOPIC EVENT BASE64, PUSH TOPIC EVENT JSON, CRASH TOPIC,\n"
-		"KICK TOPIC, CHANNELS TOPIC, FLOOD TOPIC EVENT COUNT SIZE, STATS.\n");
+		"KICK TOPIC, CHANNELS TOPIC, FLOOD TOPIC EVENT COUNT SIZE, FRAGMENT N,\n"
+		"CORRUPT TOPIC, STATS.\n");
 }
 
 static int parse_args(int argc, char **argv)
@@ -2517,6 +2763,8 @@ static int parse_args(int argc, char **argv)
 		{ "idle-timeout", required_argument, NULL, 'i' },
 		{ "max-channels", required_argument, NULL, 'm' },
 		{ "require-token", required_argument, NULL, 't' },
+		{ "compression", no_argument, NULL, 'z' },
+		{ "fragment", required_argument, NULL, 'f' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -2555,6 +2803,16 @@ static int parse_args(int argc, char **argv)
 			break;
 		case 't':
 			sim.token = optarg;
+			break;
+		case 'z':
+			sim.compression = 1;
+			break;
+		case 'f':
+			if (parse_ulong(optarg, MAX_MSG, &v) < 0) {
+				fprintf(stderr, "phxsim: bad --fragment: %s\n", optarg);
+				return -EINVAL;
+			}
+			sim.fragment = v;
 			break;
 		case 'q':
 			log_set_level(LOG_LVL_WARN);
@@ -2596,6 +2854,8 @@ static void sim_init(void)
 	hmap_init(&sim.topics);
 	buf_init(&sim.scratch, 0);
 	buf_init(&sim.obuf, 0);
+	buf_init(&sim.zin, 0);
+	buf_init(&sim.zout, 0);
 }
 
 static void sim_cleanup(void)
@@ -2624,6 +2884,8 @@ static void sim_cleanup(void)
 	hmap_free(&sim.topics);	/* empty: every channel went with its socket */
 	buf_free(&sim.scratch);
 	buf_free(&sim.obuf);
+	buf_free(&sim.zin);
+	buf_free(&sim.zout);
 	if (sim.ssl_ctx)
 		SSL_CTX_free(sim.ssl_ctx);
 	ev_loop_destroy(sim.loop);

@@ -1,0 +1,226 @@
+/* route_cache_bench — nanoseconds per route cache operation.
+ *
+ * For each size N: a cache of capacity N in a fresh shm segment is filled
+ * with N topics ("bench:room:<i>", 12-17 bytes, joined), then timed:
+ *   hit      lookups of present topics in a random order;
+ *   miss     lookups of absent topics;
+ *   insert   puts of new topics into the full table, each evicting the
+ *            least recently used entry (the new topics cycle through a pool
+ *            of N + 1, so each is absent again by its next turn);
+ *   scan     the same hit lookups done as a linear scan over an array of
+ *            the same topics (the unindexed baseline), fewer of them.
+ * Topic strings are made before timing; each figure is the best of three
+ * runs.  Prints a Markdown table.
+ *
+ *   route_cache_bench [ops]      (default 2,000,000 timed operations a cell)
+ */
+#include "daemon/route_cache.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+struct topics {
+	char *buf;                  /* n strings of 24 bytes */
+	size_t *len;
+	size_t n;
+};
+
+static uint64_t rng_state = 0x853C49E6748FEA9BULL;
+
+static uint32_t rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)(rng_state >> 16);
+}
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static int topics_make(struct topics *t, const char *prefix, size_t first, size_t n)
+{
+	t->buf = malloc(n * 24);
+	t->len = malloc(n * sizeof(*t->len));
+	t->n = n;
+	if (!t->buf || !t->len)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		t->len[i] = (size_t)snprintf(t->buf + i * 24, 24, "%s%zu", prefix, first + i);
+	return 0;
+}
+
+static void topics_free(struct topics *t)
+{
+	free(t->buf);
+	free(t->len);
+}
+
+static const char *topic(const struct topics *t, size_t i)
+{
+	return t->buf + i * 24;
+}
+
+/* A random order of ops indices into [0, n). */
+static uint32_t *order_make(size_t ops, size_t n)
+{
+	uint32_t *o = malloc(ops * sizeof(*o));
+
+	if (o)
+		for (size_t i = 0; i < ops; i++)
+			o[i] = rng() % (uint32_t)n;
+	return o;
+}
+
+static double time_lookups(struct route_cache *rc, const struct topics *t,
+			   const uint32_t *order, size_t ops, uint64_t *now, int want)
+{
+	double t0 = now_ns();
+	size_t bad = 0;
+
+	for (size_t i = 0; i < ops; i++) {
+		size_t k = order[i];
+		bad += route_cache_lookup(rc, topic(t, k), t->len[k], ++*now, NULL) != want;
+	}
+	double dt = now_ns() - t0;
+	if (bad) {
+		fprintf(stderr, "route_cache_bench: %zu unexpected lookup results\n", bad);
+		exit(1);
+	}
+	return dt / (double)ops;
+}
+
+static double time_inserts(struct route_cache *rc, const struct topics *fresh, size_t *next,
+			   size_t ops, uint64_t *now)
+{
+	double t0 = now_ns();
+	size_t bad = 0;
+
+	for (size_t i = 0; i < ops; i++, (*next)++) {
+		size_t k = *next % fresh->n;
+		bad += route_cache_put(rc, topic(fresh, k), fresh->len[k], "main", (uint16_t)k,
+				       ROUTE_STATE_JOINED, ++*now) != 1;
+	}
+	double dt = now_ns() - t0;
+	if (bad) {
+		fprintf(stderr, "route_cache_bench: %zu inserts that were not inserts\n", bad);
+		exit(1);
+	}
+	return dt / (double)ops;
+}
+
+/* The unindexed baseline: compare against every topic until found. */
+static double time_scan(const struct topics *t, const uint32_t *order, size_t ops)
+{
+	double t0 = now_ns();
+	size_t found = 0;
+
+	for (size_t i = 0; i < ops; i++) {
+		const char *key = topic(t, order[i]);
+		size_t len = t->len[order[i]];
+		for (size_t j = 0; j < t->n; j++) {
+			if (t->len[j] == len && memcmp(topic(t, j), key, len) == 0) {
+				found++;
+				break;
+			}
+		}
+	}
+	double dt = now_ns() - t0;
+	if (found != ops)
+		exit(1);
+	return dt / (double)ops;
+}
+
+static double min3(double a, double b, double c)
+{
+	double m = a < b ? a : b;
+
+	return m < c ? m : c;
+}
+
+static int bench_size(uint32_t n, size_t ops)
+{
+	struct route_cache_params p = { .capacity = n };
+	struct topics live, absent, fresh;
+	struct route_cache *rc;
+	char name[64], err[256];
+	double hit[3], miss[3], ins[3], scan;
+	uint64_t now = 0;
+	size_t next = 0, scan_ops;
+	uint32_t *order, *morder;
+
+	snprintf(name, sizeof(name), "/phxd-bench-%d", (int)getpid());
+	route_cache_unlink(name);
+	if (route_cache_open(&rc, name, &p, err, sizeof(err)) < 0) {
+		fprintf(stderr, "route_cache_bench: %s\n", err);
+		return -1;
+	}
+	route_cache_unlink(name);       /* the mapping stays; nothing left if killed */
+	if (topics_make(&live, "bench:room:", 0, n) || topics_make(&absent, "bench:none:", 0, n) ||
+	    topics_make(&fresh, "bench:new:", 0, (size_t)n + 1) || !(order = order_make(ops, n)) ||
+	    !(morder = order_make(ops, n)))
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		route_cache_put(rc, topic(&live, i), live.len[i], "main", (uint16_t)i,
+				ROUTE_STATE_JOINED, ++now);
+	for (int r = 0; r < 3; r++) {
+		hit[r] = time_lookups(rc, &live, order, ops, &now, 0);
+		miss[r] = time_lookups(rc, &absent, morder, ops, &now, -ENOENT);
+	}
+	/* Inserts last: they replace the live topics. */
+	for (int r = 0; r < 3; r++)
+		ins[r] = time_inserts(rc, &fresh, &next, ops, &now);
+	scan_ops = n >= 100000 ? 200 : n >= 1000 ? 20000 : ops;
+	scan = time_scan(&live, order, scan_ops);
+
+	struct route_cache_stats st;
+	route_cache_stats(rc, &st);
+	printf("| %9u | %9.1f | %9.1f | %15.1f | %13.1f | %7.0f× | %8.2f MB |\n", n,
+	       min3(hit[0], hit[1], hit[2]), min3(miss[0], miss[1], miss[2]),
+	       min3(ins[0], ins[1], ins[2]), scan, scan / min3(hit[0], hit[1], hit[2]),
+	       (double)route_cache_segment_size(&p) / 1e6);
+	fflush(stdout);
+	if (st.entries != n || st.evictions != 3 * ops)
+		fprintf(stderr, "route_cache_bench: unexpected stats at %u\n", n);
+	route_cache_close(rc);
+	topics_free(&live);
+	topics_free(&absent);
+	topics_free(&fresh);
+	free(order);
+	free(morder);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const uint32_t sizes[] = { 10, 1000, 100000, 1000000 };
+	size_t ops = argc > 1 ? strtoul(argv[1], NULL, 10) : 2000000;
+
+	if (!ops) {
+		fprintf(stderr, "usage: route_cache_bench [ops]\n");
+		return 2;
+	}
+	log_init("route_cache_bench");
+	log_set_level(LOG_LVL_WARN);
+	fputs("| entries   | hit ns    | miss ns   | insert+evict ns | linear scan ns "
+	      "| scan/hit | segment    |\n"
+	      "|----------:|----------:|----------:|----------------:|---------------:"
+	      "|---------:|-----------:|\n", stdout);
+	for (size_t i = 0; i < ARRAY_SIZE(sizes); i++)
+		if (bench_size(sizes[i], ops) < 0)
+			return 1;
+	return 0;
+}
