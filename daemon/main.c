@@ -195,6 +195,7 @@ static void phxd_stats(void *ctx, struct notify_stats *st)
 		st->ups_open += router_ep_open(d->router.eps[i]);
 		st->channels += d->router.eps[i]->chans.n;
 	}
+	st->alerts = ctl_alert_status(&d->ctl);
 }
 
 /* Socket activation: the descriptor named "ipc" is the client socket,

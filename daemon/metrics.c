@@ -758,6 +758,9 @@ void metrics_fmt_stats(const struct metrics *m, struct metrics_out *o)
 	uint64_t cv[] = { n.clients, s->accepted, s->refused, s->lines_in, s->lines_out,
 			  s->bad_lines, s->overflows, n.queue_bytes, n.queue_max };
 	metrics_json_u64s(o, ck, cv, ARRAY_SIZE(ck));
+	metrics_out_puts(o, ",\"bad_lines_by_kind\":{");
+	metrics_json_u64s(o, ipc_bad_names, s->bad_by_kind, IPC_BAD_KINDS);
+	metrics_out_puts(o, "}");
 
 	metrics_out_puts(o, "},\"upstreams\":{\"total\":");
 	metrics_out_u64(o, n.ups_total);
@@ -861,9 +864,13 @@ static void metrics_prom_clients(const struct metrics *m, struct metrics_out *o,
 	metrics_prom_inout(o, "phxd_client_lines_total",
 			   "Lines read from (in) and written to (out) local clients.",
 			   s->lines_in, s->lines_out);
-	metrics_prom_one(o, "phxd_client_bad_lines_total", METRICS_COUNTER,
-			 "Client lines answered with an error before reaching the router.",
-			 s->bad_lines);
+	metrics_prom_family(o, "phxd_client_bad_lines_total", METRICS_COUNTER,
+			    "Client lines answered with an error before reaching the router, "
+			    "by kind of problem.");
+	for (unsigned k = 0; k < IPC_BAD_KINDS; k++) {
+		struct metrics_label l = { "kind", ipc_bad_names[k] };
+		metrics_prom_u64(o, "phxd_client_bad_lines_total", &l, 1, s->bad_by_kind[k]);
+	}
 	metrics_prom_one(o, "phxd_client_queue_overflows_total", METRICS_COUNTER,
 			 "Clients disconnected because their output queue was full.",
 			 s->overflows);

@@ -89,9 +89,11 @@ static const char *plural(unsigned long long n)
 
 int notify_format_stats(const struct notify_stats *st, char *out, size_t len)
 {
-	return snprintf(out, len, "%u client%s, %u/%u upstream%s connected, %zu channel%s",
+	int alerts = st->alerts && *st->alerts;
+	return snprintf(out, len, "%u client%s, %u/%u upstream%s connected, %zu channel%s%s%s",
 			st->clients, plural(st->clients), st->ups_open, st->ups_total,
-			plural(st->ups_total), st->channels, plural(st->channels));
+			plural(st->ups_total), st->channels, plural(st->channels),
+			alerts ? "; " : "", alerts ? st->alerts : "");
 }
 
 static void notify_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)

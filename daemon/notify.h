@@ -24,6 +24,7 @@ struct notify_stats {
 	unsigned clients;
 	unsigned ups_open, ups_total;
 	size_t channels;
+	const char *alerts;          /* "" or e.g. "alerts: memory"; may be NULL */
 };
 
 typedef void notify_stats_fn(void *ctx, struct notify_stats *st);

@@ -618,3 +618,33 @@ int ipc_fmt_bye(struct buf *out, const char *reason)
 	lw_put(&w, "}", 1);
 	return lw_end(&w);
 }
+
+const char *const ipc_bad_names[IPC_BAD_KINDS] = {
+	[IPC_BAD_UTF8] = "utf8", [IPC_BAD_VERB] = "verb", [IPC_BAD_TAG] = "tag",
+	[IPC_BAD_NAME] = "name", [IPC_BAD_MISSING] = "missing", [IPC_BAD_JSON] = "json",
+	[IPC_BAD_BASE64] = "base64", [IPC_BAD_ARGS] = "arguments",
+	[IPC_BAD_TOO_LONG] = "too_long",
+};
+
+enum ipc_bad ipc_bad_kind(const char *reason)
+{
+	if (!reason)
+		return IPC_BAD_VERB;
+	if (strncmp(reason, "missing ", 8) == 0)
+		return IPC_BAD_MISSING;
+	if (strcmp(reason, "bad tag") == 0)
+		return IPC_BAD_TAG;
+	if (strncmp(reason, "bad ", 4) == 0)
+		return IPC_BAD_NAME;
+	if (strcmp(reason, "invalid json") == 0 || strcmp(reason, "params must be an object") == 0)
+		return IPC_BAD_JSON;
+	if (strcmp(reason, "invalid base64") == 0)
+		return IPC_BAD_BASE64;
+	if (strcmp(reason, "too many arguments") == 0)
+		return IPC_BAD_ARGS;
+	if (strcmp(reason, "invalid utf-8") == 0)
+		return IPC_BAD_UTF8;
+	if (strcmp(reason, "line too long") == 0)
+		return IPC_BAD_TOO_LONG;
+	return IPC_BAD_VERB;
+}

@@ -59,6 +59,23 @@ struct ipc_cmd {
  * *rest past it; 0 when none is left. */
 int ipc_next_name(struct ipc_str *rest, struct ipc_str *name);
 
+/* Kinds of bad input, for counting (metrics label them by name). */
+enum ipc_bad {
+	IPC_BAD_UTF8,       /* invalid utf-8 (or a NUL byte) */
+	IPC_BAD_VERB,       /* unknown verb */
+	IPC_BAD_TAG,        /* bad tag */
+	IPC_BAD_NAME,       /* bad topic, event or endpoint */
+	IPC_BAD_MISSING,    /* missing topic, event, payload or endpoint */
+	IPC_BAD_JSON,       /* invalid json, params must be an object */
+	IPC_BAD_BASE64,     /* invalid base64 */
+	IPC_BAD_ARGS,       /* too many arguments */
+	IPC_BAD_TOO_LONG,   /* line too long */
+	IPC_BAD_KINDS
+};
+extern const char *const ipc_bad_names[IPC_BAD_KINDS];
+/* The kind of a parse error reason (cmd->err, or "line too long"). */
+enum ipc_bad ipc_bad_kind(const char *reason);
+
 /* Canonical upper-case name of a verb ("?" for IPC_V_NONE). */
 const char *ipc_verb_name(enum ipc_verb v);
 

@@ -347,6 +347,7 @@ static void ipc_handle_line(struct ipc_client *c, const char *line, size_t len)
 	s->lines_in++;
 	if (r < 0) {
 		s->bad_lines++;
+		s->bad_by_kind[ipc_bad_kind(cmd.err)]++;
 		ipc_client_wrote(c, ipc_fmt_error(ipc_client_out(c), &cmd.tag, cmd.verb_name,
 						  cmd.target.p, cmd.target.len, cmd.err, NULL));
 		return;
@@ -382,6 +383,7 @@ static void ipc_process_input(struct ipc_client *c, int at_eof)
 			snprintf(lim, sizeof(lim), "limit is %zu bytes", s->max_line);
 			c->discarding = 0;
 			s->bad_lines++;
+			s->bad_by_kind[IPC_BAD_TOO_LONG]++;
 			buf_consume(&c->in, n + 1);
 			ipc_client_wrote(c, ipc_fmt_error(ipc_client_out(c), NULL, "?", NULL, 0,
 							  "line too long", lim));

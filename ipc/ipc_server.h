@@ -69,6 +69,7 @@ struct ipc_server {
 	void *ctx;
 	/* counters */
 	uint64_t accepted, refused, lines_in, lines_out, bad_lines, overflows;
+	uint64_t bad_by_kind[IPC_BAD_KINDS];   /* bad_lines by enum ipc_bad */
 };
 
 void ipc_server_init(struct ipc_server *s, struct ev_loop *loop,

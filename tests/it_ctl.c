@@ -761,6 +761,25 @@ START_TEST(counters_move_with_traffic)
 	char *rep = ctl_ask("REPORT");
 	ck_assert_msg(strstr(rep, "room:count") != NULL, "no top topic in: %s", rep);
 	free(rep);
+
+	/* bad input is counted by kind */
+	it_send(c, "FROB");
+	IT_EXPECT_PREFIX(c, "ERR ? - {\"reason\":\"unknown verb\"");
+	it_send(c, "PUSH room:count echo {nope");
+	IT_EXPECT_PREFIX(c, "ERR PUSH room:count {\"reason\":\"invalid json\"");
+	it_send(c, "JOIN");
+	IT_EXPECT_PREFIX(c, "ERR JOIN - {\"reason\":\"missing topic\"");
+	m = ctl_ask("METRICS");
+	prom_check(m);
+	ck_assert(prom_get(m, "phxd_client_bad_lines_total{kind=\"verb\"}") == 1);
+	ck_assert(prom_get(m, "phxd_client_bad_lines_total{kind=\"json\"}") == 1);
+	ck_assert(prom_get(m, "phxd_client_bad_lines_total{kind=\"missing\"}") == 1);
+	ck_assert(prom_get(m, "phxd_client_bad_lines_total{kind=\"utf8\"}") == 0);
+	free(m);
+	o = ctl_json("STATS");
+	ck_assert_int_eq(jint(o, "clients.bad_lines_by_kind.json"), 1);
+	ck_assert_int_eq(jint(o, "clients.bad_lines"), 3);
+	json_object_put(o);
 	it_close(c);
 }
 END_TEST
