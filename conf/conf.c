@@ -26,6 +26,9 @@
 #include "daemon/url.h"
 
 #include <errno.h>
+#include <fnmatch.h>
+#include <grp.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,6 +62,8 @@
 enum conf_type {
 	CT_SOCKET,      /* char *: a path that fits sockaddr_un */
 	CT_SHM,         /* char *: a POSIX shared memory name, "/name" */
+	CT_IDS,         /* char *: user or group names/numbers, checked by conf_check */
+	CT_GLOBS,       /* char *: comma-separated fnmatch patterns */
 	CT_LOOPBACK,    /* char *: a loopback HOST:PORT, via conf_parse_loopback() */
 	CT_STR,         /* char *: any non-empty string */
 	CT_NAME,        /* char *: an endpoint name */
@@ -74,7 +79,7 @@ enum conf_type {
 	CT_HEADER,      /* prefix "header.": appended to headers */
 };
 
-enum conf_sect { CS_GLOBAL, CS_ENDPOINT };
+enum conf_sect { CS_GLOBAL, CS_ENDPOINT, CS_ACCESS };
 
 struct conf_key {
 	const char *name;       /* a prefix for CT_PARAM and CT_HEADER */
@@ -87,6 +92,7 @@ struct conf_key {
 
 #define G(field) CS_GLOBAL, offsetof(struct conf, field)
 #define E(field) CS_ENDPOINT, offsetof(struct conf_endpoint, field)
+#define A(field) CS_ACCESS, offsetof(struct conf_access, field)
 
 static const struct conf_key conf_keys[] = {
 	{ "socket", CT_SOCKET, G(socket_path), 1, sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
@@ -168,16 +174,29 @@ static const struct conf_key conf_keys[] = {
 	  "integer 9..15; zlib cannot use 8" },
 	{ "server_max_window_bits", CT_UINT, E(server_max_window_bits), 9, 15,
 	  "integer 9..15; zlib cannot use 8" },
+
+	{ "max_topics_per_client", CT_UINT, G(max_topics_per_client), 1, 1000000,
+	  "integer 1..1000000" },
+	{ "push_rate", CT_UINT, G(push_rate), 0, 1000000, "integer 0..1000000 (0: no limit)" },
+	{ "push_burst", CT_UINT, G(push_burst), 1, 1000000, "integer 1..1000000" },
+
+	{ "uid", CT_IDS, A(uid), 0, 0, "comma-separated user names or numbers" },
+	{ "gid", CT_IDS, A(gid), 0, 0, "comma-separated group names or numbers" },
+	{ "endpoints", CT_GLOBS, A(endpoints), 0, 0, "comma-separated glob patterns" },
+	{ "join", CT_GLOBS, A(join), 0, 0, "comma-separated glob patterns" },
+	{ "push", CT_GLOBS, A(push), 0, 0, "comma-separated glob patterns" },
 };
 
 #undef G
 #undef E
+#undef A
 
 struct conf_parser {
 	struct conf *c;
 	const char *file;
 	unsigned line;
-	long ep;                            /* current endpoint, -1: global part */
+	long ep;                            /* current endpoint, -1: none */
+	long ac;                            /* current [access] section, -1: none */
 	unsigned seen[ARRAY_SIZE(conf_keys)]; /* line each key was set in this section */
 	char *err;
 	size_t errlen;
@@ -468,6 +487,8 @@ void conf_init(struct conf *c)
 	c->max_clients = 10000;
 	c->log_level = LOG_LVL_INFO;
 	c->route_cache_size = 1000;
+	c->max_topics_per_client = 1000;
+	c->push_burst = 100;
 	c->route_cache_ttl_ms = 300 * SEC;
 	c->route_cleanup_ms = 30 * SEC;
 	c->control_socket_mode = 0600;
@@ -507,6 +528,18 @@ void conf_free(struct conf *c)
 	for (size_t i = 0; i < c->nendpoints; i++)
 		conf_endpoint_clear(&c->endpoints[i]);
 	free(c->endpoints);
+	for (size_t i = 0; i < c->naccess; i++) {
+		struct conf_access *a = &c->access[i];
+		free(a->name);
+		free(a->uid);
+		free(a->gid);
+		free(a->endpoints);
+		free(a->join);
+		free(a->push);
+		free(a->uids);
+		free(a->gids);
+	}
+	free(c->access);
 	free(c->socket_path);
 	free(c->default_endpoint);
 	free(c->route_cache_name);
@@ -601,6 +634,114 @@ static int conf_check_endpoint(const struct conf *c, size_t i, const char *file,
 	return 0;
 }
 
+/* Resolves a list of user (group: 1) names or numbers into ids. */
+static int conf_resolve_ids(const char *list, int group, unsigned **out, size_t *n,
+			    char *bad, size_t badlen)
+{
+	unsigned *ids = NULL;
+	size_t k = 0;
+	const char *q = list;
+	*out = NULL;
+	*n = 0;
+	while (q && *q) {
+		while (*q == ' ' || *q == '\t' || *q == ',')
+			q++;
+		const char *st = q;
+		while (*q && *q != ',')
+			q++;
+		const char *e = q;
+		while (e > st && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (e == st)
+			continue;
+		char item[256];
+		snprintf(item, sizeof(item), "%.*s", (int)(e - st), st);
+		unsigned long long v;
+		unsigned id;
+		if (conf_parse_uint(item, 0xFFFFFFFEULL, &v) == 0) {
+			id = (unsigned)v;
+		} else if (group) {
+			struct group *g = getgrnam(item);
+			if (!g)
+				goto unknown;
+			id = (unsigned)g->gr_gid;
+		} else {
+			struct passwd *pw = getpwnam(item);
+			if (!pw)
+				goto unknown;
+			id = (unsigned)pw->pw_uid;
+		}
+		unsigned *ni = realloc(ids, (k + 1) * sizeof(*ni));
+		if (!ni) {
+			free(ids);
+			return -ENOMEM;
+		}
+		ids = ni;
+		ids[k++] = id;
+		continue;
+unknown:
+		snprintf(bad, badlen, "%s", item);
+		free(ids);
+		return -ENOENT;
+	}
+	*out = ids;
+	*n = k;
+	return 0;
+}
+
+static int conf_check_access(struct conf *c, const char *file, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < c->naccess; i++) {
+		struct conf_access *a = &c->access[i];
+		char bad[256];
+		int r;
+		free(a->uids);
+		free(a->gids);
+		a->uids = a->gids = NULL;
+		a->nuids = a->ngids = 0;
+		if ((r = conf_resolve_ids(a->uid, 0, &a->uids, &a->nuids, bad, sizeof(bad))) < 0)
+			return r == -ENOMEM ? conf_errf(err, errlen, file, a->line, r, "out of memory") :
+			       conf_errf(err, errlen, file, a->line, -EINVAL,
+					 "access '%s': uid: unknown user '%.*s'", a->name,
+					 CONF_ECHO_MAX, bad);
+		if ((r = conf_resolve_ids(a->gid, 1, &a->gids, &a->ngids, bad, sizeof(bad))) < 0)
+			return r == -ENOMEM ? conf_errf(err, errlen, file, a->line, r, "out of memory") :
+			       conf_errf(err, errlen, file, a->line, -EINVAL,
+					 "access '%s': gid: unknown group '%.*s'", a->name,
+					 CONF_ECHO_MAX, bad);
+	}
+	return 0;
+}
+
+int conf_glob_match(const char *list, const char *s, size_t len)
+{
+	char str[512], pat[512];
+	if (!list)
+		return 1;
+	if (len >= sizeof(str))
+		return 0;
+	memcpy(str, s, len);
+	str[len] = '\0';
+	const char *q = list;
+	while (*q) {
+		while (*q == ' ' || *q == '\t' || *q == ',')
+			q++;
+		const char *st = q;
+		while (*q && *q != ',')
+			q++;
+		const char *e = q;
+		while (e > st && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (e == st || (size_t)(e - st) >= sizeof(pat))
+			continue;
+		memcpy(pat, st, (size_t)(e - st));
+		pat[e - st] = '\0';
+		if (fnmatch(pat, str, 0) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 static int conf_check_file(struct conf *c, const char *file, char *err, size_t errlen)
 {
 	int r;
@@ -616,7 +757,9 @@ static int conf_check_file(struct conf *c, const char *file, char *err, size_t e
 		return conf_errf(err, errlen, file, c->default_endpoint_line, -EINVAL,
 				 "default_endpoint: unknown endpoint '%.*s'",
 				 CONF_ECHO_MAX, c->default_endpoint);
-	return 0;
+	if (c->push_rate && c->push_burst < 1)
+		c->push_burst = 1;
+	return conf_check_access(c, file, err, errlen);
 }
 
 int conf_check(struct conf *c, char *err, size_t errlen)
@@ -782,6 +925,27 @@ static int conf_set_url(struct conf_parser *p, const struct conf_key *k, char **
 	return conf_set_str(p, dst, val);
 }
 
+/* A non-empty list: items separated by commas, none empty. */
+static int conf_list_ok(const char *v)
+{
+	const char *q = v;
+	for (;;) {
+		while (*q == ' ' || *q == '\t')
+			q++;
+		const char *st = q;
+		while (*q && *q != ',')
+			q++;
+		const char *e = q;
+		while (e > st && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (e == st)
+			return 0;
+		if (!*q)
+			return 1;
+		q++;
+	}
+}
+
 /* Parses val by the key's type into the field at base + k->off. */
 static int conf_set(struct conf_parser *p, const struct conf_key *k, const char *name,
 		    const char *val, char *base)
@@ -807,6 +971,14 @@ static int conf_set(struct conf_parser *p, const struct conf_key *k, const char 
 			return conf_bad_value(p, k->name, val, k->hint);
 		return conf_set_str(p, f, val);
 	case CT_STR:
+		return conf_set_str(p, f, val);
+	case CT_IDS:
+	case CT_GLOBS:
+		for (const char *q = val; *q; q++)
+			if ((unsigned char)*q < 0x20)
+				return conf_bad_value(p, k->name, val, k->hint);
+		if (!conf_list_ok(val))
+			return conf_bad_value(p, k->name, val, k->hint);
 		return conf_set_str(p, f, val);
 	case CT_SHM:
 		if (val[0] != '/' || strlen(val) < k->min || strlen(val) > k->max ||
@@ -870,11 +1042,19 @@ static int conf_option(struct conf_parser *p, const char *name, const char *val)
 	const struct conf_key *k = conf_key_find(name, &idx);
 
 	if (!k) {
+		if (p->ac >= 0)
+			return conf_perr(p, "unknown option '%s' in [access %s]", name,
+					 p->c->access[p->ac].name);
 		if (p->ep < 0)
 			return conf_perr(p, "unknown option '%s'", name);
 		return conf_perr(p, "unknown option '%s' in [endpoint %s]", name,
 				 conf_cur(p)->name);
 	}
+	if (p->ac >= 0 && k->sect != CS_ACCESS)
+		return conf_perr(p, "option '%s' in [access %s] (an access section takes uid, "
+				 "gid, endpoints, join and push)", name, p->c->access[p->ac].name);
+	if (k->sect == CS_ACCESS && p->ac < 0)
+		return conf_perr(p, "option '%s' outside an [access] section", name);
 	if (k->sect == CS_ENDPOINT && p->ep < 0)
 		return conf_perr(p, "option '%s' outside an [endpoint] section", name);
 	if (k->sect == CS_GLOBAL && p->ep >= 0)
@@ -888,7 +1068,8 @@ static int conf_option(struct conf_parser *p, const char *name, const char *val)
 	}
 	if (!*val && k->type != CT_PARAM && k->type != CT_HEADER)
 		return conf_perr(p, "%s: missing value", name);
-	char *base = p->ep < 0 ? (char *)p->c : (char *)conf_cur(p);
+	char *base = p->ac >= 0 ? (char *)&p->c->access[p->ac] :
+		     p->ep >= 0 ? (char *)conf_cur(p) : (char *)p->c;
 	return conf_set(p, k, name, val, base);
 }
 
@@ -960,19 +1141,45 @@ static int conf_assign(struct conf_parser *p, char *s)
 	return conf_option(p, s, val);
 }
 
+static int conf_access_section(struct conf_parser *p, char *name)
+{
+	if (!conf_name_ok(name, CONF_NAME_MAX))
+		return conf_perr(p, "bad access section name '%.*s' (1-64 characters of "
+				 "A-Za-z0-9_.-)", CONF_ECHO_MAX, name);
+	for (size_t i = 0; i < p->c->naccess; i++)
+		if (strcmp(p->c->access[i].name, name) == 0)
+			return conf_perr(p, "duplicate access section '%s' (first at line %u)",
+					 name, p->c->access[i].line);
+	struct conf_access *na = realloc(p->c->access, (p->c->naccess + 1) * sizeof(*na));
+	if (!na)
+		return conf_enomem(p);
+	p->c->access = na;
+	memset(&na[p->c->naccess], 0, sizeof(*na));
+	na[p->c->naccess].name = strdup(name);
+	if (!na[p->c->naccess].name)
+		return conf_enomem(p);
+	na[p->c->naccess].line = p->line;
+	p->ac = (long)p->c->naccess++;
+	p->ep = -1;
+	memset(p->seen, 0, sizeof(p->seen));
+	return 0;
+}
+
 static int conf_section(struct conf_parser *p, char *s)
 {
 	char *close = strchr(s, ']');
 	if (!close)
-		return conf_perr(p, "syntax error: expected '[endpoint NAME]'");
+		return conf_perr(p, "syntax error: expected '[endpoint NAME]' or '[access NAME]'");
 	char *rest = conf_skip_ws(close + 1);
 	if (*rest && *rest != '#')
 		return conf_perr(p, "syntax error: text after ']'");
 	*close = '\0';
 	char *in = conf_skip_ws(s + 1);
 	conf_trim_end(in);
+	if (strncmp(in, "access", 6) == 0 && conf_is_ws(in[6]))
+		return conf_access_section(p, conf_skip_ws(in + 6));
 	if (strncmp(in, "endpoint", 8) != 0 || !conf_is_ws(in[8]))
-		return conf_perr(p, "syntax error: expected '[endpoint NAME]'");
+		return conf_perr(p, "syntax error: expected '[endpoint NAME]' or '[access NAME]'");
 	char *name = conf_skip_ws(in + 8);
 	if (!conf_name_ok(name, CONF_NAME_MAX))
 		return conf_perr(p, "bad endpoint name '%.*s' (1-64 characters of A-Za-z0-9_.-)",
@@ -986,6 +1193,7 @@ static int conf_section(struct conf_parser *p, char *s)
 		return conf_enomem(p);
 	e->line = p->line;
 	p->ep = (long)(p->c->nendpoints - 1);
+	p->ac = -1;
 	memset(p->seen, 0, sizeof(p->seen));
 	return 0;
 }
@@ -1021,7 +1229,7 @@ static int conf_line_bytes(struct conf_parser *p, const char *s, size_t n)
 int conf_parse_text(struct conf *c, const char *text, size_t len, const char *file,
 		    char *err, size_t errlen)
 {
-	struct conf_parser p = { .c = c, .file = file ? file : "config", .ep = -1,
+	struct conf_parser p = { .c = c, .file = file ? file : "config", .ep = -1, .ac = -1,
 				 .err = err, .errlen = errlen };
 	size_t pos = 0;
 	int r = 0;

@@ -59,6 +59,19 @@ struct conf_endpoint {
 	unsigned line;                 /* line of the section header, for messages */
 };
 
+/* [access NAME]: who (uid/gid lists) may use what (glob lists).  The first
+ * section whose uid or gid list matches a client's peer credentials
+ * applies; a section with neither list matches everyone.  With no [access]
+ * section at all, every client may do everything. */
+struct conf_access {
+	char *name;
+	char *uid, *gid;               /* as written: numbers or names, comma-separated */
+	char *endpoints, *join, *push; /* glob lists (fnmatch), NULL: "*" */
+	unsigned *uids, *gids;         /* resolved by conf_check() */
+	size_t nuids, ngids;
+	unsigned line;
+};
+
 struct conf {
 	char *socket_path;             /* socket, default /run/phxd/phxd.sock */
 	unsigned socket_mode;          /* socket_mode, octal, default 0660 */
@@ -83,6 +96,11 @@ struct conf {
 	unsigned default_endpoint_line; /* where it was set, for messages; 0: not from a file */
 	struct conf_endpoint *endpoints;
 	size_t nendpoints;
+	struct conf_access *access;    /* [access] sections, in file order */
+	size_t naccess;
+	unsigned max_topics_per_client;/* default 1000 */
+	unsigned push_rate;            /* pushes per second per client, 0: no limit */
+	unsigned push_burst;           /* pushes allowed at once, default 100 */
 };
 
 /* Sets every global default; no endpoints. */
@@ -119,6 +137,9 @@ struct conf_endpoint *conf_add_endpoint(struct conf *c, const char *name,
 int conf_check(struct conf *c, char *err, size_t errlen);
 
 const struct conf_endpoint *conf_endpoint_find(const struct conf *c, const char *name);
+/* Does s match one of the comma-separated globs of list (NULL: "*")? */
+int conf_glob_match(const char *list, const char *s, size_t len);
+
 /* 1 when every option of the two endpoints (name included) is the same. */
 int conf_endpoint_equal(const struct conf_endpoint *a, const struct conf_endpoint *b);
 const struct conf_endpoint *conf_default_endpoint(const struct conf *c);

@@ -788,10 +788,10 @@ void metrics_fmt_stats(const struct metrics *m, struct metrics_out *o)
 	metrics_out_puts(o, "},\"router\":{");
 	static const char *const rk[] = { "joins", "leaves", "join_errors", "pushes", "replies",
 					  "timeouts", "events_in", "events_dropped", "deliveries",
-					  "moved" };
+					  "moved", "access_denied", "rate_limited", "topic_limited" };
 	uint64_t rv[] = { rt->joins, rt->leaves, rt->join_errors, rt->pushes, rt->replies,
 			  rt->timeouts, rt->events_in, rt->events_dropped, rt->deliveries,
-			  rt->moved };
+			  rt->moved, rt->denied, rt->rate_limited, rt->topic_limited };
 	metrics_json_u64s(o, rk, rv, ARRAY_SIZE(rk));
 
 	metrics_out_puts(o, "},\"latency\":{");
@@ -1015,6 +1015,11 @@ static void metrics_prom_router(const struct router *rt, struct metrics_out *o)
 		  rt->events_dropped },
 		{ "phxd_channel_moves_total", "Channels moved to another upstream of the pool.",
 		  rt->moved },
+		{ "phxd_access_denied_total", "Commands refused by the [access] rules.",
+		  rt->denied },
+		{ "phxd_push_rate_limited_total", "Pushes refused by push_rate.", rt->rate_limited },
+		{ "phxd_topic_limit_total", "JOINs refused by max_topics_per_client.",
+		  rt->topic_limited },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(c); i++)
 		metrics_prom_one(o, c[i].name, METRICS_COUNTER, c[i].help, c[i].v);

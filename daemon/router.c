@@ -870,6 +870,95 @@ static const struct up_callbacks router_up_cbs = {
 	.wanted = up_wanted,
 };
 
+/* ------------------------------------------------------ access control */
+
+/* The [access] section for this client: the first whose uid or gid list
+ * names it, or one with neither list.  NULL: none matches (denied). */
+static const struct conf_access *access_for(const struct router *rt, const struct ipc_client *c)
+{
+	const struct conf *cf = rt->conf;
+	for (size_t i = 0; i < cf->naccess; i++) {
+		const struct conf_access *a = &cf->access[i];
+		if (!a->nuids && !a->ngids)
+			return a;
+		for (size_t k = 0; k < a->nuids; k++)
+			if (a->uids[k] == (unsigned)c->uid)
+				return a;
+		for (size_t k = 0; k < a->ngids; k++)
+			if (a->gids[k] == (unsigned)c->gid)
+				return a;
+	}
+	return NULL;
+}
+
+enum access_what { ACCESS_ENDPOINT, ACCESS_JOIN, ACCESS_PUSH };
+
+/* 1 when the client may: use endpoint ep (ACCESS_ENDPOINT), join topic s on
+ * ep (ACCESS_JOIN: checks the endpoint too), push event s (ACCESS_PUSH).
+ * Without [access] sections everything is allowed. */
+static int access_ok(const struct router *rt, const struct ipc_client *c,
+		     enum access_what what, const struct endpoint *ep, const char *s, size_t len)
+{
+	if (!rt->conf->naccess)
+		return 1;
+	const struct conf_access *a = access_for(rt, c);
+	if (!a)
+		return 0;
+	if (ep && !conf_glob_match(a->endpoints, ep->conf->name, strlen(ep->conf->name)))
+		return 0;
+	switch (what) {
+	case ACCESS_ENDPOINT:
+		return 1;
+	case ACCESS_JOIN:
+		return conf_glob_match(a->join, s, len);
+	case ACCESS_PUSH:
+		return conf_glob_match(a->push, s, len);
+	}
+	return 0;
+}
+
+/* Answers a denied command; counted, and logged at most once a second. */
+static void access_deny(struct router *rt, struct ipc_client *c, const char *tag,
+			const char *verb, const char *target, size_t tlen, const char *what,
+			const char *s, size_t len)
+{
+	char detail[400];
+	snprintf(detail, sizeof(detail), "uid %u gid %u may not %s '%.*s'", (unsigned)c->uid,
+		 (unsigned)c->gid, what, (int)(len > 255 ? 255 : len), s);
+	reply_err(c, tag, verb, target, tlen, "access denied", detail);
+	rt->denied++;
+	uint64_t now = util_now_ms();
+	if (now - rt->deny_log_ms >= 1000) {
+		log_notice("access denied: client %llu (pid %d): %s%s", (unsigned long long)c->id,
+			   (int)c->pid, detail, rt->deny_unlogged ? " (and earlier denials)" : "");
+		rt->deny_log_ms = now;
+		rt->deny_unlogged = 0;
+	} else {
+		rt->deny_unlogged++;
+	}
+}
+
+/* push_rate: a token bucket per client; 1 when this push may go. */
+static int push_allowed(const struct router *rt, struct ipc_client *c)
+{
+	const struct conf *cf = rt->conf;
+	if (!cf->push_rate)
+		return 1;
+	uint64_t now = util_now_ms();
+	if (!c->push_ms) {
+		c->push_tokens = cf->push_burst;
+	} else {
+		c->push_tokens += (double)(now - c->push_ms) * cf->push_rate / 1000.0;
+		if (c->push_tokens > cf->push_burst)
+			c->push_tokens = cf->push_burst;
+	}
+	c->push_ms = now;
+	if (c->push_tokens < 1.0)
+		return 0;
+	c->push_tokens -= 1.0;
+	return 1;
+}
+
 /* ----------------------------------------------------- local commands */
 
 static void join_one(struct router *rt, struct ipc_client *c, const char *topic, size_t tlen,
@@ -883,6 +972,17 @@ static void join_one(struct router *rt, struct ipc_client *c, const char *topic,
 	}
 	if (hmap_get(&c->subs, topic, tlen)) {
 		reply_err(c, tag, "JOIN", topic, tlen, "already joined", NULL);
+		return;
+	}
+	if (!access_ok(rt, c, ACCESS_JOIN, ep, topic, tlen)) {
+		access_deny(rt, c, tag, "JOIN", topic, tlen, "join", topic, tlen);
+		return;
+	}
+	if (c->subs.n >= rt->conf->max_topics_per_client) {
+		char d[64];
+		snprintf(d, sizeof(d), "max_topics_per_client is %u", rt->conf->max_topics_per_client);
+		rt->topic_limited++;
+		reply_err(c, tag, "JOIN", topic, tlen, "too many topics", d);
 		return;
 	}
 	struct chan *ch = hmap_get(&ep->chans, topic, tlen);
@@ -982,6 +1082,18 @@ static void cmd_push(struct router *rt, struct ipc_client *c, const struct ipc_c
 	struct endpoint *ep = ch->ep;
 	const char *payload = cmd->payload.p;
 	size_t plen = cmd->payload.len;
+	if (!access_ok(rt, c, ACCESS_PUSH, ep, cmd->event.p, cmd->event.len)) {
+		access_deny(rt, c, tag, verb, ch->topic, ch->topic_len, "push", cmd->event.p,
+			    cmd->event.len);
+		return;
+	}
+	if (!push_allowed(rt, c)) {
+		char d[64];
+		snprintf(d, sizeof(d), "push_rate is %u per second", rt->conf->push_rate);
+		rt->rate_limited++;
+		reply_err(c, tag, verb, ch->topic, ch->topic_len, "rate limited", d);
+		return;
+	}
 	if (binary) {
 		buf_reset(&rt->bin);
 		if (b64_decode(&rt->bin, cmd->payload.p, cmd->payload.len) < 0) {
@@ -1129,6 +1241,11 @@ void router_on_command(void *ctx, struct ipc_client *c, const struct ipc_cmd *cm
 		for (size_t i = 0; i < rt->neps; i++) {
 			const char *n = rt->eps[i]->conf->name;
 			if (strlen(n) == cmd->target.len && memcmp(n, cmd->target.p, cmd->target.len) == 0) {
+				if (!access_ok(rt, c, ACCESS_ENDPOINT, rt->eps[i], NULL, 0)) {
+					access_deny(rt, c, tag, "USE", n, strlen(n), "use endpoint", n,
+						    strlen(n));
+					return;
+				}
 				c->ep = (int)i;
 				reply_ok(c, tag, "USE", n, strlen(n), EMPTY_OBJ, 2);
 				return;

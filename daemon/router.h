@@ -101,6 +101,9 @@ struct router {
 	/* counters */
 	uint64_t joins, leaves, pushes, replies, events_in, events_dropped, deliveries,
 		 timeouts, join_errors, moved, routes_warm;
+	uint64_t denied, rate_limited, topic_limited;
+	uint64_t deny_log_ms;       /* last denial logged (rate-limited log) */
+	uint64_t deny_unlogged;     /* denials since then */
 };
 
 /* 0 or a negative errno with err.  conf must outlive the router. */

@@ -274,7 +274,7 @@ static const char *parse_leave(struct cursor *c, struct ipc_cmd *cmd)
 int ipc_next_name(struct ipc_str *rest, struct ipc_str *name)
 {
 	struct cursor c = { rest->p, 0, rest->len };
-	if (!next_field(&c, name))
+	if (rest->len == 0 || !next_field(&c, name))   /* more.p is NULL then */
 		return 0;
 	rest->p += c.i;
 	rest->len -= c.i;

@@ -41,6 +41,8 @@ struct ipc_client {
 	struct hmap subs;        /* topic → struct sub */
 	struct list_node pushes; /* struct push awaiting a reply */
 	unsigned npending;       /* joins and pushes not yet answered */
+	double push_tokens;      /* push_rate token bucket */
+	uint64_t push_ms;        /* its last refill; 0: never used */
 	int ep;                  /* endpoint chosen with USE; -1: the default */
 };
 

@@ -142,6 +142,47 @@ START_TEST(test_pool_options)
 }
 END_TEST
 
+START_TEST(test_access_sections)
+{
+	struct conf c;
+	expect_ok(&c, "max_topics_per_client = 5\npush_rate = 10\npush_burst = 3\n" MIN_EP
+		  "[access a]\nuid = root, 4242\ngid = 0\nendpoints = main\njoin = room:*, x\n"
+		  "push = new_*\n[access rest]\njoin = lobby\n");
+	ck_assert_uint_eq(c.max_topics_per_client, 5);
+	ck_assert_uint_eq(c.push_rate, 10);
+	ck_assert_uint_eq(c.push_burst, 3);
+	ck_assert_uint_eq(c.naccess, 2);
+	ck_assert_str_eq(c.access[0].name, "a");
+	ck_assert_uint_eq(c.access[0].nuids, 2);
+	ck_assert_uint_eq(c.access[0].uids[0], 0);
+	ck_assert_uint_eq(c.access[0].uids[1], 4242);
+	ck_assert_uint_eq(c.access[0].ngids, 1);
+	ck_assert_ptr_null(c.access[1].push);
+	ck_assert(conf_glob_match(c.access[0].join, "room:42", 7));
+	ck_assert(conf_glob_match(c.access[0].join, "x", 1));
+	ck_assert(!conf_glob_match(c.access[0].join, "xy", 2));
+	ck_assert(!conf_glob_match(c.access[0].join, "secret:1", 8));
+	ck_assert(conf_glob_match(c.access[0].push, "new_msg", 7));
+	ck_assert(conf_glob_match(NULL, "anything", 8));
+	conf_free(&c);
+	expect_err(MIN_EP "[access a]\nuid = no-such-user-here\n",
+		   "phxd.conf:3: access 'a': uid: unknown user 'no-such-user-here'");
+	expect_err(MIN_EP "[access a]\ngid = no-such-group-here\n",
+		   "phxd.conf:3: access 'a': gid: unknown group 'no-such-group-here'");
+	expect_err(MIN_EP "[access a]\nurl = ws://x/\n",
+		   "phxd.conf:4: option 'url' in [access a] (an access section takes uid, gid, "
+		   "endpoints, join and push)");
+	expect_err(MIN_EP "join = room:*\n", "phxd.conf:3: option 'join' outside an [access] section");
+	expect_err(MIN_EP "[access a]\n[access a]\n",
+		   "phxd.conf:4: duplicate access section 'a' (first at line 3)");
+	expect_err(MIN_EP "[access a]\njoin = a,,b\n",
+		   "phxd.conf:4: join: bad value 'a,,b' (comma-separated glob patterns)");
+	expect_err(MIN_EP "[access a]\nbogus = 1\n", "phxd.conf:4: unknown option 'bogus' in [access a]");
+	expect_err(MIN_EP "[access b@d]\n",
+		   "phxd.conf:3: bad access section name 'b@d' (1-64 characters of A-Za-z0-9_.-)");
+}
+END_TEST
+
 /* ---- every option ------------------------------------------------------------- */
 
 START_TEST(test_all_options)
@@ -494,10 +535,10 @@ START_TEST(test_errors_more)
 	expect_err("[endpoint a]\nurl = ws://a/\n[endpoint b]\n[endpoint c]\nurl = ws://c/\n",
 		   "phxd.conf:3: endpoint 'b': missing url");
 	/* section headers */
-	expect_err("[endpoint]\n", "phxd.conf:1: syntax error: expected '[endpoint NAME]'");
-	expect_err("[global]\n", "phxd.conf:1: syntax error: expected '[endpoint NAME]'");
-	expect_err("[Endpoint a]\n", "phxd.conf:1: syntax error: expected '[endpoint NAME]'");
-	expect_err("[endpoint a\n", "phxd.conf:1: syntax error: expected '[endpoint NAME]'");
+	expect_err("[endpoint]\n", "phxd.conf:1: syntax error: expected '[endpoint NAME]' or '[access NAME]'");
+	expect_err("[global]\n", "phxd.conf:1: syntax error: expected '[endpoint NAME]' or '[access NAME]'");
+	expect_err("[Endpoint a]\n", "phxd.conf:1: syntax error: expected '[endpoint NAME]' or '[access NAME]'");
+	expect_err("[endpoint a\n", "phxd.conf:1: syntax error: expected '[endpoint NAME]' or '[access NAME]'");
 	expect_err("[endpoint a] x\n", "phxd.conf:1: syntax error: text after ']'");
 	expect_err("[endpoint a b]\n",
 		   "phxd.conf:1: bad endpoint name 'a b' (1-64 characters of A-Za-z0-9_.-)");
@@ -1206,7 +1247,8 @@ int main(void)
 {
 	SRunner *sr = srunner_create(NULL);
 
-	SUITE("defaults", test_defaults_global, test_defaults_endpoint, test_pool_options);
+	SUITE("defaults", test_defaults_global, test_defaults_endpoint, test_pool_options,
+	      test_access_sections);
 	SUITE("options", test_all_options, test_bool_values, test_log_levels, test_ranges,
 	      test_strings, test_params_headers, test_url_option, test_control_options);
 	SUITE("errors", test_errors_brief, test_errors_more, test_errors_bytes);
