@@ -634,28 +634,42 @@ static int conf_check_endpoint(const struct conf *c, size_t i, const char *file,
 	return 0;
 }
 
+/* The next item of a comma-separated list at *q, blanks around it
+ * trimmed: 1 with *item and *len set (len 0: an empty item), 0 at the end. */
+static int conf_list_next(const char **q, const char **item, size_t *len)
+{
+	const char *p = *q;
+	if (!*p)
+		return 0;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	const char *st = p;
+	while (*p && *p != ',')
+		p++;
+	const char *e = p;
+	while (e > st && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	*item = st;
+	*len = (size_t)(e - st);
+	*q = *p ? p + 1 : p;
+	return 1;
+}
+
 /* Resolves a list of user (group: 1) names or numbers into ids. */
 static int conf_resolve_ids(const char *list, int group, unsigned **out, size_t *n,
 			    char *bad, size_t badlen)
 {
 	unsigned *ids = NULL;
 	size_t k = 0;
-	const char *q = list;
+	const char *q = list ? list : "", *st;
+	size_t len;
 	*out = NULL;
 	*n = 0;
-	while (q && *q) {
-		while (*q == ' ' || *q == '\t' || *q == ',')
-			q++;
-		const char *st = q;
-		while (*q && *q != ',')
-			q++;
-		const char *e = q;
-		while (e > st && (e[-1] == ' ' || e[-1] == '\t'))
-			e--;
-		if (e == st)
+	while (conf_list_next(&q, &st, &len)) {
+		if (!len)
 			continue;
 		char item[256];
-		snprintf(item, sizeof(item), "%.*s", (int)(e - st), st);
+		snprintf(item, sizeof(item), "%.*s", (int)len, st);
 		unsigned long long v;
 		unsigned id;
 		if (conf_parse_uint(item, 0xFFFFFFFEULL, &v) == 0) {
@@ -722,20 +736,13 @@ int conf_glob_match(const char *list, const char *s, size_t len)
 		return 0;
 	memcpy(str, s, len);
 	str[len] = '\0';
-	const char *q = list;
-	while (*q) {
-		while (*q == ' ' || *q == '\t' || *q == ',')
-			q++;
-		const char *st = q;
-		while (*q && *q != ',')
-			q++;
-		const char *e = q;
-		while (e > st && (e[-1] == ' ' || e[-1] == '\t'))
-			e--;
-		if (e == st || (size_t)(e - st) >= sizeof(pat))
+	const char *q = list, *st;
+	size_t plen;
+	while (conf_list_next(&q, &st, &plen)) {
+		if (!plen || plen >= sizeof(pat))
 			continue;
-		memcpy(pat, st, (size_t)(e - st));
-		pat[e - st] = '\0';
+		memcpy(pat, st, plen);
+		pat[plen] = '\0';
 		if (fnmatch(pat, str, 0) == 0)
 			return 1;
 	}
@@ -928,22 +935,16 @@ static int conf_set_url(struct conf_parser *p, const struct conf_key *k, char **
 /* A non-empty list: items separated by commas, none empty. */
 static int conf_list_ok(const char *v)
 {
-	const char *q = v;
-	for (;;) {
-		while (*q == ' ' || *q == '\t')
-			q++;
-		const char *st = q;
-		while (*q && *q != ',')
-			q++;
-		const char *e = q;
-		while (e > st && (e[-1] == ' ' || e[-1] == '\t'))
-			e--;
-		if (e == st)
+	const char *q = v, *item;
+	size_t len;
+	int n = 0;
+	while (conf_list_next(&q, &item, &len)) {
+		if (!len)
 			return 0;
-		if (!*q)
-			return 1;
-		q++;
+		n++;
 	}
+	/* "a," ends in an empty item too */
+	return n > 0 && v[strlen(v) - 1] != ',';
 }
 
 /* Parses val by the key's type into the field at base + k->off. */

@@ -2,6 +2,8 @@
 # The whole test suite: installs build dependencies if missing, builds in
 # build/ (or build-san/ with --sanitizers: AddressSanitizer + UBSan), and
 # runs `make check` (unit tests and integration tests with real processes).
+# --fuzz instead builds the libFuzzer targets with clang in build-fuzz/ and
+# runs each for FUZZ_SECONDS (default 30): `make fuzz`, see tests/fuzz/.
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,13 +12,25 @@ cd "$top"
 mode=plain
 case "${1:-}" in
 	--sanitizers) mode=san ;;
+	--fuzz) mode=fuzz ;;
 	"") ;;
-	*) echo "usage: tests/check.sh [--sanitizers]" >&2; exit 2 ;;
+	*) echo "usage: tests/check.sh [--sanitizers|--fuzz]" >&2; exit 2 ;;
 esac
 
+[ "$mode" = fuzz ] && export FUZZ=1
 sh tests/deps.sh
 [ -x configure ] && [ configure -nt configure.ac ] && [ configure -nt Makefile.am ] ||
 	autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
+
+if [ "$mode" = fuzz ]; then
+	mkdir -p build-fuzz
+	cd build-fuzz
+	if [ ! -f Makefile ] || [ ../configure -nt Makefile ]; then
+		CC=clang ../configure --enable-werror --enable-fuzzing >/dev/null
+	fi
+	make -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
+	exec make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+fi
 
 if [ "$mode" = san ]; then
 	dir=build-san

@@ -1,11 +1,20 @@
 #!/bin/sh
 # Installs what phxd needs to build and test on Debian 12 (bookworm).
 # Runs as root, or through sudo when not root.  Quiet when all is there.
+# FUZZ=1 adds what the libFuzzer build needs (clang, libclang-rt-14-dev).
+# BENCH=1 adds what bench/run needs: valgrind (instruction counts), and
+# Node.js and npm (the phoenix.js baseline) unless node and npm are there.
 set -eu
 
 PKGS="gcc make autoconf automake pkg-config libc6-dev \
 libev-dev libwslay-dev libjson-c-dev libssl-dev libsystemd-dev zlib1g-dev check \
 socat openssl ca-certificates systemd"
+[ "${FUZZ:-0}" = 1 ] && PKGS="$PKGS clang libclang-rt-14-dev"
+if [ "${BENCH:-0}" = 1 ]; then
+	PKGS="$PKGS valgrind"
+	command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
+	command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
+fi
 
 missing=""
 for p in $PKGS; do
