@@ -55,19 +55,6 @@ static void shm_names(void)
 	snprintf(shm_line, sizeof(shm_line), "route_cache_name = %s\n", shm_name);
 }
 
-static const char *env_or(const char *name, const char *def)
-{
-	const char *v = getenv(name);
-	return v && *v ? v : def;
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* A loopback TCP port that was free a moment ago. */
 static int free_port(void)
 {
@@ -117,7 +104,7 @@ static void start_with(const char *global_tpl, const char *endpoint)
 	int lfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
 	ck_assert_int_ge(lfd, 0);
 	int argc = it_wrapper_argv(wrap, sizeof(wrap), argv, 20);
-	argv[argc++] = (char *)env_or("PHXD_BIN", "./phxd");
+	argv[argc++] = (char *)it_env_or("PHXD_BIN", "./phxd");
 	argv[argc++] = "-c";
 	argv[argc++] = env.conf;
 	argv[argc++] = "-l";
@@ -747,7 +734,7 @@ START_TEST(counters_move_with_traffic)
 	free(m);
 
 	/* the sampler sees it too */
-	long end = now_ms() + IT_TIMEOUT_MS;
+	long end = it_now_ms() + IT_TIMEOUT_MS;
 	for (;;) {
 		o = ctl_json("HISTORY 1");
 		struct json_object *s = json_object_array_get_idx(jarray(o, "samples"), 0);
@@ -755,7 +742,7 @@ START_TEST(counters_move_with_traffic)
 		json_object_put(o);
 		if (seen)
 			break;
-		ck_assert_msg(now_ms() < end, "HISTORY never showed the client");
+		ck_assert_msg(it_now_ms() < end, "HISTORY never showed the client");
 		usleep(50000);
 	}
 	char *rep = ctl_ask("REPORT");
@@ -786,7 +773,7 @@ END_TEST
 
 START_TEST(history_stays_bounded)
 {
-	long end = now_ms() + IT_TIMEOUT_MS;
+	long end = it_now_ms() + IT_TIMEOUT_MS;
 	struct json_object *o;
 	/* 100 ms samples into a ring of 5: full after ~0.5 s, then it turns over */
 	for (;;) {
@@ -795,7 +782,7 @@ START_TEST(history_stays_bounded)
 			break;
 		ck_assert_int_lt(jint(o, "count"), 5);
 		json_object_put(o);
-		ck_assert_msg(now_ms() < end, "HISTORY did not fill up");
+		ck_assert_msg(it_now_ms() < end, "HISTORY did not fill up");
 		usleep(100000);
 	}
 	long long first_t = jint(json_object_array_get_idx(jarray(o, "samples"), 0), "t");
@@ -840,9 +827,9 @@ static int alert_active(const char *name)
 /* Pushes (each answered) until ALERTS says want for name. */
 static void push_until_alert(struct it_client *c, const char *name, int want)
 {
-	long end = now_ms() + 3 * IT_TIMEOUT_MS;
+	long end = it_now_ms() + 3 * IT_TIMEOUT_MS;
 	while (alert_active(name) != want) {
-		ck_assert_msg(now_ms() < end, "alert %s never became %d", name, want);
+		ck_assert_msg(it_now_ms() < end, "alert %s never became %d", name, want);
 		it_send(c, "PUSH room:slow echo {}");
 		IT_EXPECT(c, "OK PUSH room:slow {}");
 	}
@@ -922,10 +909,10 @@ static char *http_exchange(int fd, const char *req, size_t *len)
 	char *out = malloc(cap + 1);
 	ck_assert_ptr_nonnull(out);
 	ck_assert_int_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
-	long end = now_ms() + IT_TIMEOUT_MS;
+	long end = it_now_ms() + IT_TIMEOUT_MS;
 	for (;;) {
 		struct pollfd p = { fd, POLLIN, 0 };
-		int left = (int)(end - now_ms());
+		int left = (int)(end - it_now_ms());
 		ck_assert_msg(left > 0 && poll(&p, 1, left) == 1, "no end of the HTTP response");
 		if (n == cap) {
 			cap *= 2;
@@ -1038,7 +1025,7 @@ START_TEST(non_loopback_metrics_listen_is_refused)
 		fprintf(f, "%s\n[endpoint main]\nurl = ws://127.0.0.1:1/socket\n", cases[i][0]);
 		fclose(f);
 		int efd = open(errf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		char *argv[] = { (char *)env_or("PHXD_BIN", "./phxd"), "-t", "-c", conf, NULL };
+		char *argv[] = { (char *)it_env_or("PHXD_BIN", "./phxd"), "-t", "-c", conf, NULL };
 		pid_t pid = it_spawn(argv, NULL, efd);
 		close(efd);
 		ck_assert_int_eq(it_wait_exit(pid, IT_TIMEOUT_MS), 1);
@@ -1095,7 +1082,7 @@ static const char *phxctl_stderr(void)
 
 static void phxctl_paths(void)
 {
-	snprintf(phxctl_bin, sizeof(phxctl_bin), "%s/phxctl", env_or("PHX_BUILDDIR", "."));
+	snprintf(phxctl_bin, sizeof(phxctl_bin), "%s/phxctl", it_env_or("PHX_BUILDDIR", "."));
 	snprintf(phxctl_err, sizeof(phxctl_err), "%s/phxctl.err", env.dir);
 }
 
@@ -1256,19 +1243,7 @@ START_TEST(activated_control_socket)
 	argv[argc++] = "-l";
 	argv[argc++] = ctl;
 	argv[argc++] = "--fdname=ipc:control";
-	const char *san_vars[] = { "ASAN_OPTIONS", "UBSAN_OPTIONS" };
-	for (int i = 0; i < 2; i++) {
-		if (getenv(san_vars[i])) {
-			snprintf(san[i], sizeof(san[i]), "%s=%s", san_vars[i], getenv(san_vars[i]));
-			argv[argc++] = "-E";
-			argv[argc++] = san[i];
-		}
-	}
-	argc += it_wrapper_argv(wrap, sizeof(wrap), argv + argc, 16);
-	argv[argc++] = (char *)env_or("PHXD_BIN", "./phxd");
-	argv[argc++] = "-c";
-	argv[argc++] = env.conf;
-	argv[argc] = NULL;
+	argc = it_activate_tail(&env, argv, argc, san, wrap, sizeof(wrap));
 	env.phxd = it_spawn(argv, NULL, -1);
 	ck_assert(it_wait_path(ctl, env.phxd, IT_TIMEOUT_MS));
 	/* the first connection starts phxd, which then serves it */

@@ -33,19 +33,6 @@ static char ntf_path[320];
 static char ntf_env[340];          /* "NOTIFY_SOCKET=..." */
 static int err_rd = -1;            /* phxd's stderr, when captured */
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static const char *env_or(const char *name, const char *def)
-{
-	const char *v = getenv(name);
-	return v && *v ? v : def;
-}
-
 /* Check has no "skipped": say so on stderr and pass. */
 #define SKIP_IF(cond, why) do { \
 		if (cond) { \
@@ -109,9 +96,9 @@ static int msg_is(const char *msg, const char *name, const char *value)
 static const char *notify_wait(const char *name, const char *value, int timeout_ms,
 			       int *watchdogs)
 {
-	long end = now_ms() + timeout_ms;
+	long end = it_now_ms() + timeout_ms;
 	for (;;) {
-		const char *m = notify_next((int)(end - now_ms()));
+		const char *m = notify_next((int)(end - it_now_ms()));
 		if (!m)
 			return NULL;
 		if (watchdogs && msg_is(m, "WATCHDOG", "1"))
@@ -125,9 +112,9 @@ static const char *notify_wait(const char *name, const char *value, int timeout_
 static int count_watchdogs(int ms)
 {
 	int n = 0;
-	long end = now_ms() + ms;
+	long end = it_now_ms() + ms;
 	const char *m;
-	while ((m = notify_next((int)(end - now_ms()))) != NULL)
+	while ((m = notify_next((int)(end - it_now_ms()))) != NULL)
 		n += msg_is(m, "WATCHDOG", "1");
 	return n;
 }
@@ -187,8 +174,8 @@ static int stderr_pipe(char *journal, size_t n)
 static const char *stderr_wait(const char *needle, int timeout_ms)
 {
 	static char line[4096];
-	long end = now_ms() + timeout_ms;
-	while (it_fd_line(err_rd, line, sizeof(line), (int)(end - now_ms())) == 0)
+	long end = it_now_ms() + timeout_ms;
+	while (it_fd_line(err_rd, line, sizeof(line), (int)(end - it_now_ms())) == 0)
 		if (strstr(line, needle))
 			return line;
 	return NULL;
@@ -201,7 +188,7 @@ static void phxd_spawn(char **extra_env, const char *log_level, int err_fd)
 	char wrap[512];
 	char *argv[32];
 	int argc = it_wrapper_argv(wrap, sizeof(wrap), argv, 20);
-	argv[argc++] = (char *)env_or("PHXD_BIN", "./phxd");
+	argv[argc++] = (char *)it_env_or("PHXD_BIN", "./phxd");
 	argv[argc++] = "-c";
 	argv[argc++] = env.conf;
 	if (log_level) {
@@ -255,10 +242,10 @@ static char unit_dir[400];
 static void units_prepare(void)
 {
 	char src[600];
-	const char *top = env_or("PHX_SRCDIR", ".");
-	const char *build = env_or("PHX_BUILDDIR", ".");
+	const char *top = it_env_or("PHX_SRCDIR", ".");
+	const char *build = it_env_or("PHX_BUILDDIR", ".");
 	char bin[600];
-	ck_assert_ptr_nonnull(realpath(env_or("PHXD_BIN", "./phxd"), bin));
+	ck_assert_ptr_nonnull(realpath(it_env_or("PHXD_BIN", "./phxd"), bin));
 	snprintf(unit_dir, sizeof(unit_dir), "%s/units", env.dir);
 	ck_assert_int_eq(mkdir(unit_dir, 0700), 0);
 	snprintf(src, sizeof(src), "%s/systemd/phxd.service", build);
@@ -355,18 +342,7 @@ START_TEST(socket_activation)
 	/* it passes on only the environment it is told to */
 	argv[argc++] = "-E";
 	argv[argc++] = ntf_env;
-	const char *san_vars[] = { "ASAN_OPTIONS", "UBSAN_OPTIONS" };
-	for (int i = 0; i < 2; i++) {
-		if (getenv(san_vars[i])) {
-			snprintf(san[i], sizeof(san[i]), "%s=%s", san_vars[i], getenv(san_vars[i]));
-			argv[argc++] = "-E";
-			argv[argc++] = san[i];
-		}
-	}
-	argc += it_wrapper_argv(wrap, sizeof(wrap), argv + argc, 16);
-	argv[argc++] = (char *)env_or("PHXD_BIN", "./phxd");
-	argv[argc++] = "-c";
-	argv[argc++] = env.conf;
+	argc = it_activate_tail(&env, argv, argc, san, wrap, sizeof(wrap));
 	argv[argc++] = "-l";
 	argv[argc++] = "info";
 	argv[argc] = NULL;
@@ -437,7 +413,7 @@ START_TEST(socket_activation_unnamed)
 	argv[argc++] = "-l";
 	argv[argc++] = ipc;
 	argc += it_wrapper_argv(wrap, sizeof(wrap), argv + argc, 16);
-	argv[argc++] = (char *)env_or("PHXD_BIN", "./phxd");
+	argv[argc++] = (char *)it_env_or("PHXD_BIN", "./phxd");
 	argv[argc++] = "-c";
 	argv[argc++] = env.conf;
 	argv[argc] = NULL;

@@ -36,14 +36,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static long now_ms(void)
+long it_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-static const char *env_or(const char *name, const char *def)
+const char *it_env_or(const char *name, const char *def)
 {
 	const char *v = getenv(name);
 	return v && *v ? v : def;
@@ -103,8 +103,8 @@ int it_stop_pid(pid_t pid, int timeout_ms)
 	if (pid <= 0)
 		return -1;
 	kill(pid, SIGTERM);
-	long end = now_ms() + timeout_ms;
-	while (now_ms() < end) {
+	long end = it_now_ms() + timeout_ms;
+	while (it_now_ms() < end) {
 		pid_t r = waitpid(pid, &st, WNOHANG);
 		if (r == pid)
 			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
@@ -119,10 +119,10 @@ int it_stop_pid(pid_t pid, int timeout_ms)
 static int fd_line(int fd, char *out, size_t cap, int timeout_ms)
 {
 	size_t n = 0;
-	long end = now_ms() + timeout_ms;
+	long end = it_now_ms() + timeout_ms;
 	while (n + 1 < cap) {
 		struct pollfd p = { fd, POLLIN, 0 };
-		int left = (int)(end - now_ms());
+		int left = (int)(end - it_now_ms());
 		if (left <= 0 || poll(&p, 1, left) <= 0)
 			return -1;
 		char ch;
@@ -142,7 +142,7 @@ void it_sim_start(struct it_env *e, const char *sim_args)
 	char *argv[32];
 	int argc = 0;
 	snprintf(cmd, sizeof(cmd), "%s --listen 127.0.0.1:%d --control %s --quiet %s",
-		 env_or("PHXSIM_BIN", "./tests/phxsim/phxsim"), e->port, e->ctl,
+		 it_env_or("PHXSIM_BIN", "./tests/phxsim/phxsim"), e->port, e->ctl,
 		 sim_args ? sim_args : "");
 	for (char *tok = strtok(cmd, " "); tok && argc < 31; tok = strtok(NULL, " "))
 		argv[argc++] = tok;
@@ -170,7 +170,7 @@ void it_write_conf(struct it_env *e, const char *global_conf, const char *endpoi
 	fprintf(f, "socket = %s\nlog_level = %s\n%s\n\n[endpoint main]\n"
 		"url = ws://127.0.0.1:%d/socket\nreconnect_backoff = 50,100,200\n"
 		"rejoin_backoff = 100,200\n%s\n",
-		e->sock, env_or("PHX_TEST_LOG", "warning"), global_conf ? global_conf : "",
+		e->sock, it_env_or("PHX_TEST_LOG", "warning"), global_conf ? global_conf : "",
 		e->port, endpoint_conf ? endpoint_conf : "");
 	fclose(f);
 }
@@ -178,7 +178,7 @@ void it_write_conf(struct it_env *e, const char *global_conf, const char *endpoi
 int it_wrapper_argv(char *buf, size_t n, char **argv, int max)
 {
 	int argc = 0;
-	snprintf(buf, n, "%s", env_or("PHX_TEST_WRAPPER", ""));
+	snprintf(buf, n, "%s", it_env_or("PHX_TEST_WRAPPER", ""));
 	for (char *tok = strtok(buf, " "); tok && argc < max; tok = strtok(NULL, " "))
 		argv[argc++] = tok;
 	return argc;
@@ -192,16 +192,16 @@ void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoi
 	char wrap[512];
 	char *argv[24];
 	int argc = it_wrapper_argv(wrap, sizeof(wrap), argv, 18);
-	argv[argc++] = (char *)env_or("PHXD_BIN", "./phxd");
+	argv[argc++] = (char *)it_env_or("PHXD_BIN", "./phxd");
 	argv[argc++] = "-c";
 	argv[argc++] = e->conf;
 	argv[argc] = NULL;
 	unlink(e->sock);
 	e->phxd = spawn(argv, NULL);
-	long end = now_ms() + IT_TIMEOUT_MS;
+	long end = it_now_ms() + IT_TIMEOUT_MS;
 	struct stat st;
 	while (stat(e->sock, &st) != 0) {
-		IT_REQUIRE(now_ms() < end, "phxd did not create %s", e->sock);
+		IT_REQUIRE(it_now_ms() < end, "phxd did not create %s", e->sock);
 		int s;
 		IT_REQUIRE(waitpid(e->phxd, &s, WNOHANG) == 0, "phxd exited at start");
 		usleep(10000);
@@ -212,7 +212,7 @@ void it_env_prepare(struct it_env *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->sim_out = -1;
-	const char *base = env_or("PHX_TEST_TMP", "/tmp");
+	const char *base = it_env_or("PHX_TEST_TMP", "/tmp");
 	mkdir(base, 0700);
 	snprintf(e->dir, sizeof(e->dir), "%s/it.XXXXXX", base);
 	IT_REQUIRE(mkdtemp(e->dir) != NULL, "mkdtemp %s: %s", e->dir, strerror(errno));
@@ -287,12 +287,12 @@ int it_wait_channels(struct it_env *e, const char *topic, int n, int timeout_ms)
 {
 	char want[32];
 	snprintf(want, sizeof(want), "OK %d", n);
-	long end = now_ms() + timeout_ms;
+	long end = it_now_ms() + timeout_ms;
 	do {
 		if (strcmp(it_ctl(e, "CHANNELS %s", topic), want) == 0)
 			return 1;
 		usleep(20000);
-	} while (now_ms() < end);
+	} while (it_now_ms() < end);
 	return 0;
 }
 
@@ -339,7 +339,7 @@ void it_send(struct it_client *c, const char *fmt, ...)
 const char *it_line(struct it_client *c, int timeout_ms)
 {
 	static char out[1 << 20];
-	long end = now_ms() + timeout_ms;
+	long end = it_now_ms() + timeout_ms;
 	for (;;) {
 		char *nl = memchr(c->buf, '\n', c->len);
 		if (nl) {
@@ -353,7 +353,7 @@ const char *it_line(struct it_client *c, int timeout_ms)
 		if (c->len == sizeof(c->buf))
 			return NULL;
 		struct pollfd p = { c->fd, POLLIN, 0 };
-		int left = (int)(end - now_ms());
+		int left = (int)(end - it_now_ms());
 		if (left <= 0 || poll(&p, 1, left) <= 0)
 			return NULL;
 		ssize_t r = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
@@ -365,9 +365,9 @@ const char *it_line(struct it_client *c, int timeout_ms)
 
 const char *it_wait_prefix(struct it_client *c, const char *prefix, int timeout_ms)
 {
-	long end = now_ms() + timeout_ms;
+	long end = it_now_ms() + timeout_ms;
 	for (;;) {
-		int left = (int)(end - now_ms());
+		int left = (int)(end - it_now_ms());
 		if (left <= 0)
 			return NULL;
 		const char *l = it_line(c, left);
@@ -380,11 +380,11 @@ const char *it_wait_prefix(struct it_client *c, const char *prefix, int timeout_
 
 int it_wait_eof(struct it_client *c, int timeout_ms)
 {
-	long end = now_ms() + timeout_ms;
+	long end = it_now_ms() + timeout_ms;
 	char tmp[65536];
 	for (;;) {
 		struct pollfd p = { c->fd, POLLIN, 0 };
-		int left = (int)(end - now_ms());
+		int left = (int)(end - it_now_ms());
 		if (left <= 0 || poll(&p, 1, left) <= 0)
 			return 0;
 		ssize_t r = read(c->fd, tmp, sizeof(tmp));
@@ -398,10 +398,10 @@ int it_wait_eof(struct it_client *c, int timeout_ms)
 int it_wait_path(const char *path, pid_t pid, int timeout_ms)
 {
 	struct stat st;
-	long end = now_ms() + timeout_ms;
+	long end = it_now_ms() + timeout_ms;
 	while (stat(path, &st) != 0) {
 		int ws;
-		if (now_ms() >= end || (pid > 0 && waitpid(pid, &ws, WNOHANG) != 0))
+		if (it_now_ms() >= end || (pid > 0 && waitpid(pid, &ws, WNOHANG) != 0))
 			return 0;
 		usleep(10000);
 	}
@@ -427,8 +427,8 @@ const char *it_which(const char *prog)
 int it_wait_exit(pid_t pid, int timeout_ms)
 {
 	int st;
-	long end = now_ms() + timeout_ms;
-	while (now_ms() < end) {
+	long end = it_now_ms() + timeout_ms;
+	while (it_now_ms() < end) {
 		pid_t r = waitpid(pid, &st, WNOHANG);
 		if (r == pid)
 			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
@@ -441,7 +441,7 @@ int it_wait_exit(pid_t pid, int timeout_ms)
 
 int it_wait_listening(const char *path, pid_t pid, int timeout_ms)
 {
-	long end = now_ms() + timeout_ms;
+	long end = it_now_ms() + timeout_ms;
 	for (;;) {
 		int fd = unix_connect(path);
 		if (fd >= 0) {
@@ -449,8 +449,28 @@ int it_wait_listening(const char *path, pid_t pid, int timeout_ms)
 			return 1;
 		}
 		int ws;
-		if (now_ms() >= end || (pid > 0 && waitpid(pid, &ws, WNOHANG) != 0))
+		if (it_now_ms() >= end || (pid > 0 && waitpid(pid, &ws, WNOHANG) != 0))
 			return 0;
 		usleep(10000);
 	}
+}
+
+int it_activate_tail(struct it_env *e, char **argv, int argc, char san[2][512], char *wrap,
+		     size_t wraplen)
+{
+	/* systemd-socket-activate passes on only the environment it is told to */
+	static const char *const san_vars[] = { "ASAN_OPTIONS", "UBSAN_OPTIONS" };
+	for (int i = 0; i < 2; i++) {
+		if (getenv(san_vars[i])) {
+			snprintf(san[i], 512, "%s=%s", san_vars[i], getenv(san_vars[i]));
+			argv[argc++] = "-E";
+			argv[argc++] = san[i];
+		}
+	}
+	argc += it_wrapper_argv(wrap, wraplen, argv + argc, 16);
+	argv[argc++] = (char *)it_env_or("PHXD_BIN", "./phxd");
+	argv[argc++] = "-c";
+	argv[argc++] = e->conf;
+	argv[argc] = NULL;
+	return argc;
 }

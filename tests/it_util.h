@@ -29,6 +29,18 @@ struct it_client {
 	size_t len;
 };
 
+/* Appends to argv[argc..] the end of a systemd-socket-activate command line
+ * that runs phxd as it_phxd_start() does: -E for the sanitizer variables
+ * (san: the caller's buffers), PHX_TEST_WRAPPER, phxd -c CONF.  Returns the
+ * new argc; argv[argc] is NULL.  argv needs room for about 28 more. */
+int it_activate_tail(struct it_env *e, char **argv, int argc, char san[2][512], char *wrap,
+		     size_t wraplen);
+
+/* Monotonic milliseconds; an environment variable or a default when it is
+ * unset or empty. */
+long it_now_ms(void);
+const char *it_env_or(const char *name, const char *def);
+
 /* Starts phxsim (extra args may be NULL) and phxd with the global and
  * endpoint config lines given (may be NULL). */
 void it_env_start(struct it_env *e, const char *sim_args, const char *global_conf,
