@@ -32,6 +32,8 @@ static int elem_str(const char *p, size_t len, size_t *i, char *dst, size_t cap,
 		for (size_t k = 0; k < n; k++)
 			if ((unsigned char)p[*i + 1 + k] < 0x20)
 				return -1;
+		if (!utf8_valid(p + *i + 1, n))
+			return -1;
 		memcpy(dst, p + *i + 1, n);
 		*i += n + 2;
 	} else {

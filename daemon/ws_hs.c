@@ -151,6 +151,10 @@ static int ext_value(struct ext_it *it, char *val, size_t vcap)
 				return -1;
 			ch = it->p[it->pos++];
 		}
+		/* RFC 9110 quoted-string: HTAB, SP, VCHAR, obs-text; no controls
+		 * (they would reach the logs through error messages) */
+		if (((unsigned char)ch < 0x20 && ch != '\t') || ch == 0x7f)
+			return -1;
 		if (n + 1 >= vcap)
 			return -1;
 		val[n++] = ch;

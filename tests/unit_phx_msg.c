@@ -70,6 +70,8 @@ START_TEST(decode_rejects)
 		"[null,\"1\",\"t\",\"phx_reply\",{\"response\":{}}]",          /* no status */
 		"[null,\"1\",\"t\",\"phx_reply\",{\"status\":1}]",
 		"[null,\"1\",\"t\",\"phx_reply\",[]]",
+		"[null,null,\"room:lobb\xc6\xc6y\",\"shout\",{}]",   /* names must be UTF-8 */
+		"[\"1\xff\",null,\"room:lobby\",\"ev\",{}]",
 	};
 	struct phx_msg m;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
