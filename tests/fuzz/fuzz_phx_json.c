@@ -84,7 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r < 0)
 		return 0;
 	/* names are valid UTF-8 (found by this target: the fast path of
-	 * elem_str() skipped the check; regressions/phx_json/*-not-utf8) */
+	 * elem_str() skipped the check; see the regressions named
+	 * *-not-utf8 under regressions/phx_json) */
 	FUZZ_CHECK(names_utf8(&m));
 	check_msg(&m, (const char *)data, size);
 
