@@ -259,3 +259,16 @@ void bu_rec_end(void)
 	fputs("}\n", stdout);
 	fflush(stdout);
 }
+
+void bu_send_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			bu_die("send: %s", strerror(errno));
+		p += w;
+		n -= (size_t)w;
+	}
+}

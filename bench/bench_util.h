@@ -25,6 +25,8 @@ long bu_raise_nofile(void);
 /* Dies with a message (bench programs have nothing to clean up: the
  * processes they started die with them). */
 void bu_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* Writes all n bytes to a blocking socket, or dies. */
+void bu_send_all(int fd, const char *p, size_t n);
 
 /* A JSON object of exactly size bytes ({"pad":"xx…"}), at least 12; the
  * caller frees it. */

@@ -49,19 +49,6 @@ static struct {
 	struct bu_lat lat;
 } R;
 
-static void send_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			bu_die("rtt: send: %s", strerror(errno));
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
 static void push_next(struct cl *c)
 {
 	size_t n = c->line_len;
@@ -71,7 +58,7 @@ static void push_next(struct cl *c)
 	n += R.plen;
 	R.out[n++] = '\n';
 	c->t_sent = bu_now();
-	send_all(c->fd, R.out, n);
+	bu_send_all(c->fd, R.out, n);
 }
 
 /* One complete line from the client: the reply to its push. */
@@ -169,7 +156,7 @@ int main(int argc, char **argv)
 		c->line_len = (size_t)snprintf(c->line, sizeof(c->line), "PUSH bench:rtt:%d echo ", i);
 		char join[64];
 		int jl = snprintf(join, sizeof(join), "JOIN bench:rtt:%d\n", i);
-		send_all(c->fd, join, (size_t)jl);
+		bu_send_all(c->fd, join, (size_t)jl);
 		char l[4096];
 		if (it_fd_line(c->fd, l, sizeof(l), IT_TIMEOUT_MS) < 0 || strncmp(l, "OK JOIN", 7))
 			bu_die("rtt: join failed: %s", l);

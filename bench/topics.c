@@ -74,26 +74,13 @@ static uint32_t rnd(void)
 	return (uint32_t)(R.rng >> 32);
 }
 
-static void send_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			bu_die("topics: send: %s", strerror(errno));
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
 static void push_next(struct cl *c)
 {
 	char line[128 + 65536];
 	int n = snprintf(line, sizeof(line), "PUSH t:%u echo %s\n", c->first, R.payload);
 
 	c->t_sent = bu_now();
-	send_all(c->fd, line, (size_t)n);
+	bu_send_all(c->fd, line, (size_t)n);
 }
 
 static void on_line(struct cl *c, const char *l, size_t n)
@@ -216,7 +203,7 @@ static double join_all(void)
 		for (int k = 0; k < R.per; k++)
 			buf_printf(&line, " t:%u", R.c[i].first + (unsigned)k);
 		buf_putc(&line, '\n');
-		send_all(R.c[i].fd, buf_rptr(&line), buf_len(&line));
+		bu_send_all(R.c[i].fd, buf_rptr(&line), buf_len(&line));
 	}
 	buf_free(&line);
 	while (R.joined_clients < R.o.clients) {
