@@ -22,6 +22,7 @@ cleanup() {
 	[ -n "$phxd_pid" ] && kill "$phxd_pid" 2>/dev/null && wait "$phxd_pid" 2>/dev/null
 	[ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
 	rm -rf "$run"
+	rm -f "/dev/shm/phxd-demo-$$"   # the demo's route cache (phxd keeps it by design)
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -40,6 +41,7 @@ echo "phxsim (test Phoenix server) on ws://127.0.0.1:$port/socket"
 cat >"$run/phxd.conf" <<CONF
 socket = $run/phxd.sock
 log_level = warning
+route_cache_name = /phxd-demo-$$
 
 [endpoint demo]
 url = ws://127.0.0.1:$port/socket
