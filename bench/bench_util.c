@@ -272,3 +272,22 @@ void bu_send_all(int fd, const char *p, size_t n)
 		n -= (size_t)w;
 	}
 }
+
+void bu_read_lines(int fd, char *buf, size_t cap, size_t *len, const char *who,
+		   void (*line)(void *arg, const char *l, size_t n), void *arg)
+{
+	ssize_t r = read(fd, buf + *len, cap - *len);
+	if (r <= 0)
+		bu_die("%s: a client was disconnected", who);
+	*len += (size_t)r;
+	size_t off = 0;
+	char *nl;
+	while ((nl = memchr(buf + off, '\n', *len - off))) {
+		line(arg, buf + off, (size_t)(nl - (buf + off)));
+		off = (size_t)(nl - buf) + 1;
+	}
+	memmove(buf, buf + off, *len - off);
+	*len -= off;
+	if (*len == cap)
+		bu_die("%s: line too long", who);
+}

@@ -25,6 +25,12 @@ long bu_raise_nofile(void);
 /* Dies with a message (bench programs have nothing to clean up: the
  * processes they started die with them). */
 void bu_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* Reads what fd has into buf (cap bytes, *len used), calls line(arg, l, n)
+ * for each complete line (without its '\n') and keeps the rest; dies on EOF,
+ * an error or a line longer than cap.  who names the caller in messages. */
+void bu_read_lines(int fd, char *buf, size_t cap, size_t *len, const char *who,
+		   void (*line)(void *arg, const char *l, size_t n), void *arg);
+
 /* Writes all n bytes to a blocking socket, or dies. */
 void bu_send_all(int fd, const char *p, size_t n);
 

@@ -78,23 +78,14 @@ static void on_line(struct cl *c, const char *l, size_t n)
 	push_next(c);
 }
 
+static void line_cb(void *arg, const char *l, size_t n)
+{
+	on_line(arg, l, n);
+}
+
 static void on_readable(struct cl *c)
 {
-	ssize_t r = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
-
-	if (r <= 0)
-		bu_die("rtt: client %d: connection closed", c->idx);
-	c->len += (size_t)r;
-	size_t off = 0;
-	char *nl;
-	while ((nl = memchr(c->buf + off, '\n', c->len - off))) {
-		on_line(c, c->buf + off, (size_t)(nl - (c->buf + off)));
-		off = (size_t)(nl - c->buf) + 1;
-	}
-	memmove(c->buf, c->buf + off, c->len - off);
-	c->len -= off;
-	if (c->len == sizeof(c->buf))
-		bu_die("rtt: line too long");
+	bu_read_lines(c->fd, c->buf, sizeof(c->buf), &c->len, "rtt", line_cb, c);
 }
 
 static void usage(void)
