@@ -280,6 +280,10 @@ static int pmd_read(struct ext_it *it, struct wsd_params *p, unsigned *seen, int
 		if (why) {
 			snprintf(err, errlen, "permessage-deflate: %s: '%.*s%s%s'", why,
 				 (int)(nl > 40 ? 40 : nl), n, has_val ? "=" : "", val);
+			/* a quoted value may hold a tab: the reason stays one printable line */
+			for (char *c = err; *c; c++)
+				if ((unsigned char)*c < 0x20 || *c == 0x7f)
+					*c = '?';
 			return -1;
 		}
 	}
