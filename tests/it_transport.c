@@ -1,12 +1,18 @@
 /* Integration tests: the upstream transport — permessage-deflate against
  * phxsim with and without --compression, fragmented messages, a corrupt
  * compressed frame and a decompression bomb (each closes the connection,
- * which phxd opens again and rejoins), and the TCP options. */
+ * which phxd opens again and rejoins), the TCP options, and a TLS server
+ * that resets the connection (or answers garbage) during the handshake. */
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -416,6 +422,161 @@ START_TEST(tcp_keepalive_off)
 }
 END_TEST
 
+/* ---- a TLS endpoint that breaks the handshake ----------------------------------- */
+
+static int tls_lfd = -1;		/* the test's own listener */
+static char tls_log[300];		/* phxd's stderr */
+
+/* phxsim for endpoint main, and endpoint "breaking": a TCP listener of
+ * this test's that accepts and then breaks the TLS handshake (the test body
+ * says how).  phxd's stderr goes to tls_log. */
+static void start_tls_break(void)
+{
+	char ep[512], wrap[512], *argv[32];
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+
+	it_env_prepare(&env);
+	it_sim_start(&env, NULL);
+	tls_lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(tls_lfd, 0);
+	ck_assert_int_eq(bind(tls_lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(tls_lfd, 16), 0);
+	ck_assert_int_eq(getsockname(tls_lfd, (struct sockaddr *)&sa, &sl), 0);
+	snprintf(ep, sizeof(ep), "\n[endpoint breaking]\nurl = wss://127.0.0.1:%d/socket\n"
+		 "connect_timeout = 2s\njoin_timeout = 1500ms\nreconnect_backoff = 200,300\n",
+		 ntohs(sa.sin_port));
+	it_write_conf(&env, NULL, ep);
+	snprintf(tls_log, sizeof(tls_log), "%s/phxd.log", env.dir);
+	int lfd = open(tls_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	ck_assert_int_ge(lfd, 0);
+	int argc = it_wrapper_argv(wrap, sizeof(wrap), argv, 24);
+	argv[argc++] = (char *)it_env_or("PHXD_BIN", "./phxd");
+	argv[argc++] = "-c";
+	argv[argc++] = env.conf;
+	argv[argc] = NULL;
+	env.phxd = it_spawn(argv, NULL, lfd);
+	close(lfd);
+	ck_assert_msg(it_wait_listening(env.sock, env.phxd, IT_TIMEOUT_MS), "phxd did not start");
+}
+
+static void stop_tls_break(void)
+{
+	if (tls_lfd >= 0)
+		close(tls_lfd);
+	tls_lfd = -1;
+	unlink(tls_log);
+	it_env_stop(&env);
+}
+
+/* 1 when phxd's log holds needle. */
+static int log_has(const char *needle)
+{
+	char line[1024];
+	int found = 0;
+	FILE *f = fopen(tls_log, "r");
+	ck_assert_ptr_nonnull(f);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
+}
+
+/* Accepts one connection, reads what the client sends first (its TLS
+ * ClientHello: a handshake record, 0x16), then breaks it: rst → close with
+ * SO_LINGER 0 (the kernel sends RST), else → a line of garbage, then close.
+ * Returns 1 when a ClientHello came. */
+static int break_one(int rst)
+{
+	unsigned char hello[4096];
+	int fd = accept4(tls_lfd, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_msg(fd >= 0, "accept: %s", strerror(errno));
+	struct pollfd p = { fd, POLLIN, 0 };
+	ssize_t n = poll(&p, 1, IT_TIMEOUT_MS) == 1 ? read(fd, hello, sizeof(hello)) : -1;
+	if (rst) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+		ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+	} else {
+		static const char junk[] = "HTTP/1.1 400 Not TLS at all\r\n\r\n";
+		ssize_t w = write(fd, junk, sizeof(junk) - 1);
+		(void)w;
+	}
+	close(fd);
+	return n > 5 && hello[0] == 0x16;
+}
+
+/* While the handshake breaks every time: the JOIN waiting on that endpoint
+ * gets ERR JOIN "upstream unavailable" with the TLS reason, phxd logs it,
+ * tries again with backoff (several attempts, not a busy loop), and keeps
+ * serving the other endpoint. */
+static void handshake_breaks(int rst)
+{
+	struct it_client *c = it_connect(&env);
+	const char *topic = rst ? "room:rst" : "room:junk";
+	char pfx[128];
+	it_send(c, "USE breaking");
+	IT_EXPECT(c, "OK USE breaking {}");
+	it_send(c, "JOIN %s", topic);
+	snprintf(pfx, sizeof(pfx), "ERR JOIN %s {\"reason\":\"upstream unavailable\",\"detail\":\"",
+		 topic);
+	int accepts = 0, hellos = 0, answered = 0;
+	long first = -1, end = it_now_ms() + 2 * IT_TIMEOUT_MS;
+	/* watch for 3 s after the first attempt (and until the JOIN is answered) */
+	while (!answered || first < 0 || it_now_ms() < first + 3000) {
+		ck_assert_msg(it_now_ms() < end, "after %d attempts, JOIN %sanswered", accepts,
+			      answered ? "" : "not ");
+		struct pollfd p[2] = { { tls_lfd, POLLIN, 0 }, { c->fd, POLLIN, 0 } };
+		if (poll(p, 2, 50) <= 0)
+			continue;
+		if (p[0].revents) {
+			hellos += break_one(rst);
+			if (accepts++ == 0)
+				first = it_now_ms();
+		}
+		if (p[1].revents) {
+			const char *l = it_line(c, IT_TIMEOUT_MS);
+			ck_assert_ptr_nonnull(l);
+			ck_assert_msg(!answered, "a second answer: '%s'", l);
+			ck_assert_msg(strncmp(l, pfx, strlen(pfx)) == 0 &&
+				      strstr(l, "TLS handshake with 127.0.0.1: "), "got '%s'", l);
+			fprintf(stderr, "%s: %s\n", rst ? "tls_handshake_reset" : "tls_handshake_garbage", l);
+			answered = 1;
+		}
+	}
+	fprintf(stderr, "%s: %d connection attempts in the 3 s after the first\n",
+		rst ? "tls_handshake_reset" : "tls_handshake_garbage", accepts);
+	/* tried again, with the backoff (200, 300 ms + jitter: about 10 in 3 s),
+	 * not in a loop; and each time TLS got as far as its ClientHello */
+	ck_assert_int_ge(accepts, 2);
+	ck_assert_int_le(accepts, 40);
+	ck_assert_int_eq(hellos, accepts);
+	ck_assert(log_has("endpoint 'breaking': connect failed: TLS handshake with 127.0.0.1: "));
+	if (rst)
+		ck_assert(log_has("Connection reset by peer"));
+	/* phxd keeps serving: this client, and the other endpoint */
+	it_send(c, "PING");
+	IT_EXPECT(c, "OK PING - {}");
+	it_send(c, "USE main");
+	IT_EXPECT(c, "OK USE main {}");
+	it_send(c, "JOIN room:fine");
+	IT_EXPECT(c, "OK JOIN room:fine {}");
+	it_send(c, "PUSH room:fine echo {\"still\":\"here\"}");
+	IT_EXPECT(c, "OK PUSH room:fine {\"still\":\"here\"}");
+	it_close(c);
+}
+
+START_TEST(tls_handshake_reset)
+{
+	handshake_breaks(1);
+}
+END_TEST
+
+START_TEST(tls_handshake_garbage)
+{
+	handshake_breaks(0);
+}
+END_TEST
+
 static Suite *transport_suite(void)
 {
 	Suite *s = suite_create("it_transport");
@@ -462,6 +623,13 @@ static Suite *transport_suite(void)
 	tcase_add_checked_fixture(tc, start_tcp, stop_env);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, tcp_options_run);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("tls handshake breaks");
+	tcase_add_checked_fixture(tc, start_tls_break, stop_tls_break);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, tls_handshake_reset);
+	tcase_add_test(tc, tls_handshake_garbage);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("tcp off");

@@ -455,6 +455,69 @@ int it_wait_listening(const char *path, pid_t pid, int timeout_ms)
 	}
 }
 
+long it_rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	long kib = -1;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+int it_under_valgrind(void)
+{
+	return strstr(it_env_or("PHX_TEST_WRAPPER", ""), "valgrind") != NULL;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define IT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define IT_ASAN 1
+#endif
+#endif
+
+int it_asan_build(void)
+{
+#ifdef IT_ASAN
+	return 1;
+#else
+	return 0;
+#endif
+}
+
+void it_asan_quarantine_mb(int mb)
+{
+	static char opts[1024];
+	if (!it_asan_build())
+		return;
+	const char *old = it_env_or("ASAN_OPTIONS", "");
+	snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=%d", old, *old ? ":" : "", mb);
+	setenv("ASAN_OPTIONS", opts, 1);
+}
+
+const char *it_phxd_ctl(struct it_env *e, const char *cmd)
+{
+	static char reply[65536];
+	char path[300];
+	snprintf(path, sizeof(path), "%.*s/control.sock", (int)(strrchr(e->sock, '/') - e->sock),
+		 e->sock);
+	int fd = unix_connect(path);
+	if (fd < 0)
+		return NULL;
+	size_t n = strlen(cmd);
+	int ok = write(fd, cmd, n) == (ssize_t)n && write(fd, "\n", 1) == 1 &&
+		 fd_line(fd, reply, sizeof(reply), IT_TIMEOUT_MS) == 0;
+	close(fd);
+	return ok ? reply : NULL;
+}
+
 int it_activate_tail(struct it_env *e, char **argv, int argc, char san[2][512], char *wrap,
 		     size_t wraplen)
 {

@@ -82,6 +82,21 @@ const char *it_ctl(struct it_env *e, const char *fmt, ...)
 /* Polls "CHANNELS topic" until it answers "OK n"; 1 when it did in time. */
 int it_wait_channels(struct it_env *e, const char *topic, int n, int timeout_ms);
 
+/* Resident memory of pid in KiB (VmRSS of /proc/PID/status), -1 when it
+ * cannot be read.  Under PHX_TEST_WRAPPER it is the tool's process. */
+long it_rss_kib(pid_t pid);
+/* 1 when PHX_TEST_WRAPPER runs phxd under valgrind. */
+int it_under_valgrind(void);
+/* 1 when the tests (and so phxd) are built with AddressSanitizer. */
+int it_asan_build(void);
+/* In an ASan build, sets ASAN_OPTIONS quarantine_size_mb=mb for the
+ * processes started from now on (for RSS measurements: the default 256 MiB
+ * quarantine of freed blocks grows the RSS for a long time); else nothing. */
+void it_asan_quarantine_mb(int mb);
+/* phxd's control socket (control.sock beside e->sock): sends one command and
+ * returns the first line of the answer (static buffer), or NULL. */
+const char *it_phxd_ctl(struct it_env *e, const char *cmd);
+
 struct it_client *it_connect(struct it_env *e);
 void it_close(struct it_client *c);
 void it_send(struct it_client *c, const char *fmt, ...)
