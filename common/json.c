@@ -2,7 +2,66 @@
 #include "buf.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+/* Word-at-a-time (SWAR) helpers for the string scanners: a run of "plain"
+ * bytes — 0x20..0x7F except '"' and '\\' — is what almost every string
+ * holds, so they skip it 8 bytes per step and leave anything else to the
+ * exact byte-wise code.  Words are read with memcpy: no alignment needed. */
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+/* High bit set in (at least) the first byte of w, in memory order, that is
+ * not plain; 0 when all 8 are plain.  Borrows only run towards later bytes,
+ * so the lowest flagged byte is exact. */
+static inline uint64_t swar_special(uint64_t w)
+{
+	uint64_t q = w ^ (ONES * '"'), b = w ^ (ONES * '\\');
+	uint64_t m = ((w - ONES * 0x20) & ~w) |          /* < 0x20 */
+		     ((q - ONES) & ~q) | ((b - ONES) & ~b) | /* '"', '\\' */
+		     w;                                      /* >= 0x80 */
+	return m & HIGHS;
+}
+
+/* Position of the first byte of u[i..len) that is not plain, or where the
+ * last whole word ends (the caller goes on byte by byte from there). */
+static inline size_t swar_skip_plain(const unsigned char *u, size_t len, size_t i)
+{
+#ifdef __SSE2__
+	/* x86-64 always has SSE2: the same test 16 bytes at a time.  As signed
+	 * bytes, both < 0x20 and >= 0x80 are "less than 0x20". */
+	const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
+		      space = _mm_set1_epi8(0x20);
+	while (len - i >= 16) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)(u + i));
+		__m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote),
+						      _mm_cmpeq_epi8(x, bslash)),
+					 _mm_cmplt_epi8(x, space));
+		unsigned bits = (unsigned)_mm_movemask_epi8(m);
+		if (bits)
+			return i + (unsigned)__builtin_ctz(bits);
+		i += 16;
+	}
+#endif
+	while (len - i >= 8) {
+		uint64_t w;
+		memcpy(&w, u + i, 8);
+		uint64_t m = swar_special(w);
+		if (m) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			return i + ((unsigned)__builtin_ctzll(m) >> 3);
+#else
+			return i;
+#endif
+		}
+		i += 8;
+	}
+	return i;
+}
 
 size_t json_ws(const char *p, size_t len, size_t i)
 {
@@ -69,7 +128,12 @@ int utf8_valid(const char *s, size_t len)
 	const unsigned char *p = (const unsigned char *)s;
 	size_t i = 0;
 	while (i < len) {
-		/* fast path over ASCII, 8 bytes at a time */
+		/* fast path over ASCII, 16 or 8 bytes at a time */
+#ifdef __SSE2__
+		while (len - i >= 16 &&
+		       !_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + i))))
+			i += 16;
+#endif
 		while (i + 8 <= len) {
 			unsigned long long w;
 			memcpy(&w, p + i, 8);
@@ -114,18 +178,24 @@ static long read_hex4(const char *p, size_t len, size_t i)
 }
 
 /* Scans a string literal at p[i] == '"'; returns index after closing quote
- * or 0 on error. */
-static size_t scan_string(const char *p, size_t len, size_t i)
+ * or 0 on error.  *esc is set when the literal holds an escape. */
+static size_t scan_string_esc(const char *p, size_t len, size_t i, int *esc)
 {
 	const unsigned char *u = (const unsigned char *)p;
 	i++;
 	while (i < len) {
+		if (len - i >= 8) {
+			i = swar_skip_plain(u, len, i);
+			if (i >= len)
+				break;
+		}
 		unsigned char c = u[i];
 		if (c == '"')
 			return i + 1;
 		if (c == '\\') {
 			if (i + 1 >= len)
 				return 0;
+			*esc = 1;
 			char e = p[i + 1];
 			switch (e) {
 			case '"': case '\\': case '/': case 'b': case 'f':
@@ -167,6 +237,12 @@ static size_t scan_string(const char *p, size_t len, size_t i)
 		i += n;
 	}
 	return 0;
+}
+
+static size_t scan_string(const char *p, size_t len, size_t i)
+{
+	int esc = 0;
+	return scan_string_esc(p, len, i, &esc);
 }
 
 static size_t scan_number(const char *p, size_t len, size_t i)
@@ -211,8 +287,10 @@ static size_t scan_lit(const char *p, size_t len, size_t i, const char *lit)
 }
 
 /* Whitespace from i; notes CR/LF in *nl.  Returns the new position. */
-static size_t skip_ws_nl(const char *p, size_t len, size_t i, int *nl)
+static inline size_t skip_ws_nl(const char *p, size_t len, size_t i, int *nl)
 {
+	if (i < len && (unsigned char)p[i] > ' ')
+		return i; /* compact JSON: the usual case */
 	while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) {
 		if (p[i] == '\n' || p[i] == '\r')
 			*nl = 1;
@@ -223,29 +301,58 @@ static size_t skip_ws_nl(const char *p, size_t len, size_t i, int *nl)
 
 /* An object member's key, the colon and the whitespace around it, from
  * p[i] == '"'.  Returns the position of the value, or 0 on error. */
-static size_t scan_key(const char *p, size_t len, size_t i, int *nl)
+static size_t scan_key(const char *p, size_t len, size_t i, int *nl, size_t *kend)
 {
 	if (i >= len || p[i] != '"')
 		return 0;
 	i = scan_string(p, len, i);
 	if (!i)
 		return 0;
+	*kend = i;
 	i = skip_ws_nl(p, len, i, nl);
 	if (i >= len || p[i] != ':')
 		return 0;
 	return skip_ws_nl(p, len, i + 1, nl);
 }
 
-/* Iterative scanner with an explicit stack of container kinds. */
-long json_skip(const char *p, size_t len, int *nl)
+/* The member of the top-level object whose key is p[ks..ke) (a literal
+ * with its quotes): its index in keys when it is wanted and not seen yet,
+ * else -1.  Keys with escapes never match: compared raw. */
+static int key_index(const char *p, size_t ks, size_t ke, const char *const *keys,
+		     size_t nkeys, const struct json_span *vals)
+{
+	size_t kl = ke - ks - 2;
+	for (size_t k = 0; k < nkeys; k++)
+		if (!vals[k].p && strlen(keys[k]) == kl && memcmp(p + ks + 1, keys[k], kl) == 0)
+			return (int)k;
+	return -1;
+}
+
+/* Iterative scanner with an explicit stack of container kinds.  With
+ * nkeys, the spans of the wanted members of a top-level object are noted
+ * on the way: one pass for the value and its fields. */
+static long skip_impl(const char *p, size_t len, int *nl, const char *const *keys,
+		      size_t nkeys, struct json_span *vals)
 {
 	char stack[JSON_MAX_DEPTH];
 	int depth = 0;
-	size_t i = 0;
-	int saw_nl = 0;
+	size_t i = 0, ks = 0, ke = 0, vstart = 0;
+	int saw_nl = 0, want = -1;
 
 #define WS() (i = skip_ws_nl(p, len, i, &saw_nl))
+	/* a member's key at p[i]; at depth 1, is it one we want? */
+#define KEY() do {							\
+		ks = i;							\
+		if (!(i = scan_key(p, len, i, &saw_nl, &ke)))		\
+			return -1;					\
+		if (nkeys && depth == 1) {				\
+			want = key_index(p, ks, ke, keys, nkeys, vals);	\
+			vstart = i;					\
+		}							\
+	} while (0)
 
+	for (size_t k = 0; k < nkeys; k++)
+		vals[k] = (struct json_span){ NULL, 0 };
 	for (;;) {
 		/* expect a value at p[i] */
 		if (i >= len)
@@ -263,8 +370,8 @@ long json_skip(const char *p, size_t len, int *nl)
 				depth--;
 				goto after_value;
 			}
-			if (stack[depth - 1] == '{' && !(i = scan_key(p, len, i, &saw_nl)))
-				return -1;
+			if (stack[depth - 1] == '{')
+				KEY();
 			continue;
 		case '"':
 			i = scan_string(p, len, i);
@@ -290,14 +397,19 @@ after_value:
 				*nl = saw_nl;
 			return (long)i;
 		}
+		if (want >= 0 && depth == 1) {
+			/* a member of the top-level object just ended */
+			vals[want] = (struct json_span){ p + vstart, i - vstart };
+			want = -1;
+		}
 		WS();
 		if (i >= len)
 			return -1;
 		if (p[i] == ',') {
 			i++;
 			WS();
-			if (stack[depth - 1] == '{' && !(i = scan_key(p, len, i, &saw_nl)))
-				return -1;
+			if (stack[depth - 1] == '{')
+				KEY();
 			continue;
 		}
 		if (p[i] == (stack[depth - 1] == '{' ? '}' : ']')) {
@@ -307,7 +419,23 @@ after_value:
 		}
 		return -1;
 	}
+#undef KEY
 #undef WS
+}
+
+long json_skip(const char *p, size_t len, int *nl)
+{
+	return skip_impl(p, len, nl, NULL, 0, NULL);
+}
+
+long json_skip_keys(const char *p, size_t len, int *nl, const char *const *keys,
+		    size_t nkeys, struct json_span *vals)
+{
+	long n = skip_impl(p, len, nl, keys, nkeys, vals);
+	if (n < 0 || p[0] != '{')
+		for (size_t k = 0; k < nkeys; k++)
+			vals[k] = (struct json_span){ NULL, 0 };
+	return n;
 }
 
 int json_validate(const char *p, size_t len, struct json_span *out)
@@ -370,15 +498,21 @@ static int sink_put(struct sink *s, const char *p, size_t n)
 
 static long str_decode(const char *p, size_t len, struct sink *s)
 {
-	size_t end = (len && p[0] == '"') ? scan_string(p, len, 0) : 0;
+	int esc = 0;
+	size_t end = (len && p[0] == '"') ? scan_string_esc(p, len, 0, &esc) : 0;
 	if (!end)
 		return -EINVAL;
 	size_t i = 1, run = 1;
 	int r;
+	if (!esc)
+		i = end - 1; /* the usual case: the body as it is */
 	while (i < end - 1) {
 		if (p[i] != '\\') {
-			i++;
-			continue;
+			/* the literal is valid: only escapes need work */
+			const char *bs = memchr(p + i, '\\', end - 1 - i);
+			if (!bs)
+				break;
+			i = (size_t)(bs - p);
 		}
 		if ((r = sink_put(s, p + run, i - run)) < 0)
 			return r;
@@ -441,6 +575,11 @@ int json_put_str(struct buf *b, const char *s, size_t len)
 	if ((r = buf_putc(b, '"')) < 0)
 		return r;
 	while (i < len) {
+		if (len - i >= 8) {
+			i = swar_skip_plain(u, len, i);
+			if (i >= len)
+				break;
+		}
 		unsigned char c = u[i];
 		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
 			i++;

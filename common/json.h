@@ -30,6 +30,13 @@ enum json_type json_peek(const char *p, size_t len);
  * NULL, *nl is set to 1 if whitespace inside the value holds a CR or LF. */
 long json_skip(const char *p, size_t len, int *nl);
 
+/* json_skip, and when the value is an object, in the same pass the spans of
+ * its members named keys[0..nkeys) (raw compare: keys written with escapes
+ * never match; the first of duplicates): vals[k].p is NULL for one absent,
+ * and for all when the value is not a valid object. */
+long json_skip_keys(const char *p, size_t len, int *nl, const char *const *keys,
+		    size_t nkeys, struct json_span *vals);
+
 /* 0 when p[0..len) is exactly one JSON value with optional surrounding
  * whitespace; -EINVAL otherwise.  *out (may be NULL) gets the value's span. */
 int json_validate(const char *p, size_t len, struct json_span *out);

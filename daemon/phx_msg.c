@@ -23,70 +23,91 @@ static int elem_str(const char *p, size_t len, size_t *i, char *dst, size_t cap,
 	}
 	if (*i >= len || p[*i] != '"')
 		return -1;
-	/* fast path: no escapes */
-	const char *q = memchr(p + *i + 1, '"', len - *i - 1);
-	if (q && !memchr(p + *i + 1, '\\', (size_t)(q - (p + *i + 1)))) {
-		n = (size_t)(q - (p + *i + 1));
-		if (n > cap - 1)
-			return -1;
-		for (size_t k = 0; k < n; k++)
-			if ((unsigned char)p[*i + 1 + k] < 0x20)
-				return -1;
-		if (!utf8_valid(p + *i + 1, n))
-			return -1;
-		memcpy(dst, p + *i + 1, n);
-		*i += n + 2;
-	} else {
-		long r = json_str_decode_to(p + *i, len - *i, dst, cap - 1, &n);
-		if (r < 0 || memchr(dst, '\0', n))
-			return -1;
-		*i += (size_t)r;
+	/* Refs, topics and events are short and plain: copied byte by byte
+	 * while they are, which costs less than the calls of the general
+	 * decoder; anything else (an escape, UTF-8, a control byte) goes to it
+	 * from the start. */
+	for (size_t k = *i + 1; k < len && n < cap - 1; k++, n++) {
+		unsigned char c = (unsigned char)p[k];
+		if (c == '"') {
+			*i = k + 1;
+			dst[n] = '\0';
+			if (outlen)
+				*outlen = n;
+			return 1;
+		}
+		if (c < 0x20 || c >= 0x80 || c == '\\')
+			break;
+		dst[n] = (char)c;
 	}
+	n = 0;
+	/* one scan (word at a time over plain bytes) and a copy; a raw NUL
+	 * cannot be in a valid literal, only an escaped one */
+	long r = json_str_decode_to(p + *i, len - *i, dst, cap - 1, &n);
+	if (r < 0)
+		return -1;
+	for (size_t k = 0; k < n; k++) /* short: cheaper than a memchr call */
+		if (dst[k] == '\0')
+			return -1;
+	*i += (size_t)r;
 	dst[n] = '\0';
 	if (outlen)
 		*outlen = n;
 	return 1;
 }
 
-static int expect(const char *p, size_t len, size_t *i, char c)
+/* json_ws, with the usual case (no whitespace) inline. */
+static inline size_t ws(const char *p, size_t len, size_t i)
 {
-	*i = json_ws(p, len, *i);
+	if (i < len && (unsigned char)p[i] > ' ')
+		return i;
+	return json_ws(p, len, i);
+}
+
+static inline int expect(const char *p, size_t len, size_t *i, char c)
+{
+	*i = ws(p, len, *i);
 	if (*i >= len || p[*i] != c)
 		return -1;
-	*i = json_ws(p, len, *i + 1);
+	*i = ws(p, len, *i + 1);
 	return 0;
 }
 
-static int parse_reply(struct phx_msg *m)
+/* A reply's payload {"status":…,"response":…}: both members were found
+ * while the payload was validated (json_skip_keys), so nothing here walks
+ * it again. */
+static int parse_reply(struct phx_msg *m, const struct json_span *st,
+		       const struct json_span *resp)
 {
-	struct json_span st, resp;
-	if (json_obj_get(m->payload, m->payload_len, "status", &st) < 0 ||
-	    st.len < 2 || st.p[0] != '"')
+	if (!st->p || st->len < 2 || st->p[0] != '"')
 		return -EINVAL;
 	size_t n;
-	if (json_str_decode_to(st.p, st.len, m->status, sizeof(m->status) - 1, &n) < 0)
+	if (json_str_decode_to(st->p, st->len, m->status, sizeof(m->status) - 1, &n) < 0)
 		return -EINVAL;
 	m->status[n] = '\0';
-	if (json_obj_get(m->payload, m->payload_len, "response", &resp) < 0) {
-		resp.p = "{}";
-		resp.len = 2;
+	if (resp->p) {
+		m->response = resp->p;
+		m->response_len = resp->len;
+	} else {
+		m->response = "{}";
+		m->response_len = 2;
 	}
-	m->response = resp.p;
-	m->response_len = resp.len;
 	m->is_reply = 1;
 	return 0;
 }
 
 int phx_decode_json(const char *p, size_t len, struct phx_msg *m)
 {
-	size_t i = json_ws(p, len, 0);
+	static const char *const reply_keys[] = { "status", "response" };
+	struct json_span kv[2];
+	size_t i = ws(p, len, 0);
 	int r;
 
 	m->binary = 0;
 	m->is_reply = 0;
 	if (i >= len || p[i] != '[')
 		return -EINVAL;
-	i = json_ws(p, len, i + 1);
+	i = ws(p, len, i + 1);
 	if ((r = elem_str(p, len, &i, m->join_ref, sizeof(m->join_ref), NULL)) < 0)
 		return -EINVAL;
 	m->has_join_ref = r;
@@ -107,7 +128,13 @@ int phx_decode_json(const char *p, size_t len, struct phx_msg *m)
 		return -EINVAL;
 	if (expect(p, len, &i, ',') < 0)
 		return -EINVAL;
-	long n = json_skip(p + i, len - i, NULL);
+	/* The payload is validated, not trusted: what we forward must be one
+	 * valid JSON value (the line protocol promises it to clients, and its
+	 * raw CR/LF between tokens are found again when the line is written).
+	 * This is the one pass over it; a reply's status and response are
+	 * picked up on the way. */
+	int reply = m->event_len == 9 && memcmp(m->event, "phx_reply", 9) == 0;
+	long n = json_skip_keys(p + i, len - i, NULL, reply_keys, reply ? 2 : 0, kv);
 	if (n < 0)
 		return -EINVAL;
 	m->payload = p + i;
@@ -115,8 +142,8 @@ int phx_decode_json(const char *p, size_t len, struct phx_msg *m)
 	i += (size_t)n;
 	if (expect(p, len, &i, ']') < 0 || i != len)
 		return -EINVAL;
-	if (m->event_len == 9 && memcmp(m->event, "phx_reply", 9) == 0)
-		return parse_reply(m);
+	if (reply)
+		return parse_reply(m, &kv[0], &kv[1]);
 	return 0;
 }
 

@@ -22,9 +22,18 @@
 #include "log.h"
 #include "phx_msg.h"
 #include "util.h"
+#include "ws_frame.h"
 #include "ws_hs.h"
 
-#define UP_RBUF_CHUNK 65536
+/* rbuf is one fixed chunk: a read takes what fits, frames whole in it are
+ * handled in place, a larger one streams through it into up->msg.  So it
+ * never grows past this while the connection lives (64 KiB reads used to
+ * leave 128 KiB behind), and hibernation gives it back. */
+#define UP_RBUF_CHUNK 16384
+#define UP_READS_MAX 4          /* full reads in a row (64 KiB) before the loop gets a turn */
+/* what the wslay context (sending side: two 4 KiB buffers and queues) costs,
+ * for up_conn_hibernate's answer: wslay's structs are opaque */
+#define UP_WSLAY_BYTES 8704
 #define UP_WBUF_MAX (1u << 20)  /* bytes staged for the socket; wslay queues the rest */
 #define UP_FRAME_KEEP 65536     /* a larger encode scratch is freed after use */
 
@@ -203,21 +212,32 @@ static int up_write_out(struct up_conn *up)
 		if (w < 0)
 			return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
 		up->bytes_out += (uint64_t)w;
+		up->last_active = ev_now(up->loop);
 		buf_consume(&up->wbuf, (size_t)w);
 	}
 	return 0;
 }
 
-/* Reads once into rbuf: >0 bytes, 0 EOF, -1 error, -2 would block. */
-static ssize_t up_fill(struct up_conn *up)
+/* Reads once into rbuf, up to its chunk: >0 bytes, 0 EOF, -1 error, -2
+ * would block.  *full (may be NULL) is set when the read filled the room it
+ * had, so more may be waiting. */
+static ssize_t up_fill(struct up_conn *up, int *full)
 {
-	char *w = buf_reserve(&up->rbuf, UP_RBUF_CHUNK);
+	size_t len = buf_len(&up->rbuf);
+	/* a partial frame waiting in rbuf is shorter than the chunk (larger
+	 * ones stream into msg), so the room tops it up to one chunk; only the
+	 * upgrade response may ask for more */
+	size_t room = len < UP_RBUF_CHUNK ? UP_RBUF_CHUNK - len : UP_RBUF_CHUNK;
+	char *w = buf_reserve(&up->rbuf, room);
 	if (!w)
 		return -1;
-	ssize_t r = up_read(up, w, UP_RBUF_CHUNK);
+	ssize_t r = up_read(up, w, room);
+	if (full)
+		*full = r == (ssize_t)room;
 	if (r > 0) {
 		buf_commit(&up->rbuf, (size_t)r);
 		up->bytes_in += (uint64_t)r;
+		up->last_active = ev_now(up->loop);
 		return r;
 	}
 	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -227,29 +247,17 @@ static ssize_t up_fill(struct up_conn *up)
 
 /* ------------------------------------------------------------ wslay glue */
 
+/* wslay only sends (up_recv reads): nothing calls wslay_event_recv, so its
+ * read side never changes state and want_read is not asked. */
 static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *p, size_t n,
 			  int flags, void *user)
 {
-	struct up_conn *up = user;
+	(void)p;
+	(void)n;
 	(void)flags;
-	if (buf_len(&up->rbuf) == 0) {
-		ssize_t r = up_fill(up);
-		if (r == -2) {
-			wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-			return -1;
-		}
-		if (r <= 0) {
-			if (!(r < 0 && errno == EPROTO && up->ssl)) /* else: TLS said why */
-				snprintf(up->last_error, sizeof(up->last_error), "%s",
-					 r == 0 ? "connection closed by server" : strerror(errno));
-			wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-			return -1;
-		}
-	}
-	size_t k = buf_len(&up->rbuf) < n ? buf_len(&up->rbuf) : n;
-	memcpy(p, buf_rptr(&up->rbuf), k);
-	buf_consume(&up->rbuf, k);
-	return (ssize_t)k;
+	(void)user;
+	wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+	return -1;
 }
 
 static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *p, size_t n,
@@ -300,36 +308,78 @@ static int ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *p, size_t n, void
 	return 0;
 }
 
+/* The wslay context, made on first use (after up_open, or again after
+ * hibernation); NULL when memory is short. */
+static wslay_event_context_ptr up_wslay(struct up_conn *up)
+{
+	static const struct wslay_event_callbacks cbs = {
+		.recv_callback = ws_recv_cb,
+		.send_callback = ws_send_cb,
+		.genmask_callback = ws_genmask_cb,
+	};
+	if (up->ws)
+		return up->ws;
+	if (wslay_event_context_client_init(&up->ws, &cbs, up) != 0) {
+		up->ws = NULL;
+		return NULL;
+	}
+	if (up->pmd.enabled)
+		wslay_event_config_set_allowed_rsv_bits(up->ws, WSLAY_RSV1_BIT);
+	return up->ws;
+}
+
+/* 1 while wslay holds frames to send (a context not made yet holds none). */
+static int up_ws_want_write(struct up_conn *up)
+{
+	return up->ws && wslay_event_want_write(up->ws);
+}
+
+/* ------------------------------------------------------------ reading */
+
+/* Stops reading and answers a broken stream with a close frame (code per
+ * RFC 6455 7.4.1); the connection goes down once the close is written, with
+ * the reason logged (up_update_io).  Reading stops at once. */
+static void up_proto_fail(struct up_conn *up, uint16_t code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void up_proto_fail(struct up_conn *up, uint16_t code, const char *fmt, ...)
+{
+	char msg[sizeof(up->last_error)];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	memcpy(up->last_error, msg, sizeof(msg));
+	up->rd_shut = 1;
+	wslay_event_context_ptr ws = up_wslay(up);
+	if (!ws || wslay_event_queue_close(ws, code, NULL, 0) != 0)
+		up_fail(up, "%s", msg); /* no close frame possible: just go */
+}
+
 /* Inflates a message that came with RSV1 into up->zin and points *msg at
  * it; on failure the connection is failed with the reason and reading
- * stops.  0 or a negative errno. */
-static int up_inflate(struct up_conn *up, const struct wslay_event_on_msg_recv_arg *arg,
-		      const uint8_t **msg, size_t *len)
+ * stops.  0 or a negative errno.  (UTF-8 of text is checked by the caller,
+ * which knows whether the JSON decoder did it already.) */
+static int up_inflate(struct up_conn *up, unsigned opcode, const uint8_t **msg, size_t *len)
 {
-	const char *kind = arg->opcode == WSLAY_TEXT_FRAME ? "text" : "binary";
+	const char *kind = opcode == WS_OP_TEXT ? "text" : "binary";
 	buf_reset(&up->zin);
-	int r = wsd_inflate(&up->wsd, arg->msg, arg->msg_length, up->conf->max_frame, &up->zin);
-	/* wslay leaves UTF-8 of compressed text to us */
-	if (r == 0 && arg->opcode == WSLAY_TEXT_FRAME &&
-	    !utf8_valid(buf_rptr(&up->zin), buf_len(&up->zin)))
-		r = -EILSEQ;
+	int r = wsd_inflate(&up->wsd, *msg, *len, up->conf->max_frame, &up->zin);
 	if (r == 0) {
 		*msg = (const uint8_t *)buf_rptr(&up->zin);
 		*len = buf_len(&up->zin);
+		if (!*msg)
+			*msg = (const uint8_t *)"";
 		return 0;
 	}
-	wslay_event_shutdown_read(up->ws);
+	up->rd_shut = 1;
 	switch (r) {
 	case -EMSGSIZE:
 		up_fail(up, "compressed %s message of %zu bytes inflates past max_frame "
-			"(%zu bytes)", kind, arg->msg_length, up->conf->max_frame);
+			"(%zu bytes)", kind, *len, up->conf->max_frame);
 		break;
 	case -EPROTO:
 		up_fail(up, "corrupt compressed %s message from the server: %s", kind,
 			up->wsd.err);
-		break;
-	case -EILSEQ:
-		up_fail(up, "compressed text message from the server is not valid UTF-8");
 		break;
 	default:
 		up_fail(up, "inflating a %s message: %s", kind, strerror(-r));
@@ -338,17 +388,34 @@ static int up_inflate(struct up_conn *up, const struct wslay_event_on_msg_recv_a
 	return r;
 }
 
-/* A whole text or binary message, uncompressed. */
-static void up_handle_msg(struct up_conn *up, uint8_t opcode, const uint8_t *msg, size_t len)
+/* A whole text or binary message, uncompressed; rsv1: it came compressed. */
+static void up_handle_msg(struct up_conn *up, unsigned opcode, int rsv1,
+			  const uint8_t *msg, size_t len)
 {
 	struct phx_msg m;
-	int r = opcode == WSLAY_TEXT_FRAME ? phx_decode_json((const char *)msg, len, &m) :
-					     phx_decode_binary(msg, len, &m);
+	int text = opcode == WS_OP_TEXT;
+	if (rsv1 && up_inflate(up, opcode, &msg, &len) < 0)
+		return;
+	int r = text ? phx_decode_json((const char *)msg, len, &m) :
+		       phx_decode_binary(msg, len, &m);
 	up->frames_in++;
 	up->payload_in += len;
 	if (r < 0) {
+		/* A decoded text message is valid UTF-8 (the JSON decoder checks
+		 * every string and the rest is ASCII), so the check RFC 6455
+		 * asks of text messages is needed only here. */
+		if (text && !utf8_valid((const char *)msg, len)) {
+			up->rd_shut = 1;
+			if (rsv1)
+				up_fail(up, "compressed text message from the server is not "
+					"valid UTF-8");
+			else
+				up_proto_fail(up, 1007, "text message from the server is not "
+					      "valid UTF-8");
+			return;
+		}
 		log_warn("endpoint '%s': ignoring a malformed %s frame of %zu bytes",
-			 up->conf->name, opcode == WSLAY_TEXT_FRAME ? "text" : "binary", len);
+			 up->conf->name, text ? "text" : "binary", len);
 		return;
 	}
 	if (m.is_reply && m.topic_len == 7 && memcmp(m.topic, "phoenix", 7) == 0) {
@@ -359,34 +426,162 @@ static void up_handle_msg(struct up_conn *up, uint8_t opcode, const uint8_t *msg
 	up->cb->on_message(up, &m);
 }
 
-static void ws_msg_cb(wslay_event_context_ptr ctx,
-		      const struct wslay_event_on_msg_recv_arg *arg, void *user)
+/* A whole control frame (payload p[0..n), n <= 125). */
+static void up_handle_ctrl(struct up_conn *up, unsigned opcode, const uint8_t *p, size_t n)
 {
-	struct up_conn *up = user;
-	const uint8_t *msg = arg->msg;
-	size_t len = arg->msg_length;
-	(void)ctx;
-
-	if (up->closing)
+	wslay_event_context_ptr ws;
+	uint16_t code;
+	switch (opcode) {
+	case WS_OP_PING: {
+		struct wslay_event_msg pong = { WSLAY_PONG, p, n };
+		ws = up_wslay(up);
+		if (!ws) {
+			up_fail(up, "out of memory");
+			return;
+		}
+		/* NO_MORE_MSG: a close is queued already; no pong after it */
+		int r = wslay_event_queue_msg(ws, &pong);
+		if (r != 0 && r != WSLAY_ERR_NO_MORE_MSG)
+			up_fail(up, "cannot queue a pong");
 		return;
-	switch (arg->opcode) {
-	case WSLAY_TEXT_FRAME:
-	case WSLAY_BINARY_FRAME:
-		break;
-	case WSLAY_CONNECTION_CLOSE:
+	}
+	case WS_OP_PONG:
+		return;
+	case WS_OP_CLOSE:
+		if (!ws_frame_close_valid(p, n, &code)) {
+			int utf8 = n > 2 && !utf8_valid((const char *)p + 2, n - 2);
+			up_proto_fail(up, utf8 ? 1007 : 1002, "invalid close frame from the server%s",
+				      utf8 ? " (reason not UTF-8)" : "");
+			return;
+		}
 		snprintf(up->last_error, sizeof(up->last_error),
-			 "server closed the WebSocket (code %u)", (unsigned)arg->status_code);
+			 "server closed the WebSocket (code %u)", (unsigned)code);
+		/* echo it (code and reason), then go once it is written */
+		up->rd_shut = 1;
+		ws = up_wslay(up);
+		if (!ws || wslay_event_queue_close(ws, code == 1005 ? 0 : code,
+						    n > 2 ? p + 2 : NULL, n > 2 ? n - 2 : 0) != 0)
+			up_fail(up, "%s", up->last_error);
 		return;
 	default:
-		return; /* ping/pong handled by wslay */
-	}
-	/* RSV1 passes wslay only once permessage-deflate is negotiated, and
-	 * only on the first frame of a data message: arg->rsv is that frame's */
-	if ((arg->rsv & WSLAY_RSV1_BIT) && up_inflate(up, arg, &msg, &len) < 0)
 		return;
-	up_handle_msg(up, arg->opcode, msg, len);
+	}
+}
+
+/* The message in up->msg is whole: hand it on, then forget it. */
+static void up_msg_done(struct up_conn *up)
+{
+	up->rd_in_msg = 0;
+	up_handle_msg(up, up->rd_op, up->rd_rsv1, (const uint8_t *)buf_rptr(&up->msg),
+		      buf_len(&up->msg));
+	buf_reset(&up->msg);
+	if (up->msg.cap > UP_FRAME_KEEP)
+		buf_free(&up->msg);
 	if (up->zin.cap > UP_FRAME_KEEP)
 		buf_free(&up->zin);
+}
+
+/* 1 while reading may go on: the connection is open and not failing. */
+static int up_reading(const struct up_conn *up)
+{
+	return up->state == UP_OPEN && !up->closing && !up->rd_shut;
+}
+
+/* Handles every whole frame in rbuf, in order; what is left is the start
+ * of a frame (shorter than the chunk).  Frames whole in rbuf are handled
+ * where they lie; a frame of a fragmented message, or one larger than the
+ * chunk, is copied into up->msg. */
+static void up_parse(struct up_conn *up)
+{
+	while (up_reading(up)) {
+		const uint8_t *p = (const uint8_t *)buf_rptr(&up->rbuf);
+		size_t n = buf_len(&up->rbuf);
+		if (up->rd_frame) {
+			/* the payload of a data frame going into msg */
+			size_t k = up->rd_left < n ? (size_t)up->rd_left : n;
+			if (k && buf_append(&up->msg, p, k) < 0) {
+				up_fail(up, "out of memory");
+				return;
+			}
+			buf_consume(&up->rbuf, k);
+			up->rd_left -= k;
+			if (up->rd_left)
+				return; /* rbuf is empty: read more */
+			up->rd_frame = 0;
+			if (up->rd_fin)
+				up_msg_done(up);
+			continue;
+		}
+		struct ws_frame f;
+		unsigned flags = (up->rd_in_msg ? WS_FRAME_IN_MSG : 0) |
+				 (up->pmd.enabled ? WS_FRAME_RSV1_OK : 0);
+		long h = ws_frame_parse(p, n, flags, &f);
+		if (h == 0)
+			return;
+		if (h < 0) {
+			up_proto_fail(up, f.close_code, "WebSocket protocol error: %s", f.why);
+			return;
+		}
+		if (f.opcode & 8) {
+			if (n - (size_t)h < f.len)
+				return; /* at most 125 bytes more: they fit */
+			buf_consume(&up->rbuf, (size_t)h + (size_t)f.len);
+			/* consumed, not moved: the bytes stay where they are until
+			 * the next read */
+			up_handle_ctrl(up, f.opcode, p + h, (size_t)f.len);
+			continue;
+		}
+		uint64_t total = (up->rd_in_msg ? buf_len(&up->msg) : 0) + f.len;
+		if (total > up->conf->max_frame) {
+			up_proto_fail(up, 1009, "message from the server larger than max_frame "
+				      "(%zu bytes)", up->conf->max_frame);
+			return;
+		}
+		if (!up->rd_in_msg && f.fin && n - (size_t)h >= f.len) {
+			/* the common case: a whole message, handled in place */
+			buf_consume(&up->rbuf, (size_t)h + (size_t)f.len);
+			up_handle_msg(up, f.opcode, (f.rsv & WS_RSV1) != 0, p + h, (size_t)f.len);
+			continue;
+		}
+		if (!up->rd_in_msg && f.fin && (uint64_t)h + f.len <= UP_RBUF_CHUNK)
+			return; /* fits the chunk: wait for the rest, then in place */
+		if (!up->rd_in_msg) {
+			up->rd_op = f.opcode;
+			up->rd_rsv1 = (f.rsv & WS_RSV1) != 0;
+			buf_reset(&up->msg);
+		}
+		/* open until up_msg_done; a max_frame check has bounded msg */
+		up->rd_in_msg = 1;
+		up->rd_frame = 1;
+		up->rd_fin = f.fin;
+		up->rd_left = f.len;
+		buf_consume(&up->rbuf, (size_t)h);
+	}
+}
+
+/* Reads what the socket has (a chunk at a time, again while a read fills
+ * its room or TLS holds decrypted bytes) and handles every whole frame.
+ * 0, or -1 when the connection failed (up_fail called). */
+static int up_recv(struct up_conn *up)
+{
+	for (int reads = 0; up_reading(up); reads++) {
+		int full = 0;
+		ssize_t r = up_fill(up, &full);
+		if (r == -2)
+			return 0;
+		if (r <= 0) {
+			if (!(r < 0 && errno == EPROTO && up->ssl)) /* else: TLS said why */
+				snprintf(up->last_error, sizeof(up->last_error), "%s",
+					 r == 0 ? "connection closed by server" : strerror(errno));
+			up_fail(up, "%s", up->last_error);
+			return -1;
+		}
+		up_parse(up);
+		int pending = up->ssl && SSL_pending(up->ssl) > 0;
+		if (!pending && (!full || reads + 1 >= UP_READS_MAX))
+			return 0; /* a short read: the socket is drained */
+	}
+	return 0;
 }
 
 /* ---------------------------------------------------------- lifecycle */
@@ -415,6 +610,9 @@ static void up_teardown(struct up_conn *up)
 	buf_free(&up->frame);
 	buf_free(&up->zin);
 	buf_free(&up->zout);
+	buf_free(&up->msg);
+	up->rd_frame = up->rd_fin = up->rd_in_msg = up->rd_shut = 0;
+	up->rd_left = 0;
 	wsd_fini(&up->wsd);
 	up->pmd.enabled = 0;
 	up->hb_pending = 0;
@@ -639,7 +837,6 @@ static int up_pmd_start(struct up_conn *up)
 		up_fail(up, "permessage-deflate: unusable parameters");
 		return -1;
 	}
-	wslay_event_config_set_allowed_rsv_bits(up->ws, WSLAY_RSV1_BIT);
 	log_debug("endpoint '%s': permessage-deflate: client window %u bits%s, server window "
 		  "%u bits%s", up->conf->name, p->client_max_window_bits,
 		  p->client_no_context_takeover ? " (no context takeover)" : "",
@@ -650,20 +847,13 @@ static int up_pmd_start(struct up_conn *up)
 
 static void up_open(struct up_conn *up)
 {
-	static const struct wslay_event_callbacks cbs = {
-		.recv_callback = ws_recv_cb,
-		.send_callback = ws_send_cb,
-		.genmask_callback = ws_genmask_cb,
-		.on_msg_recv_callback = ws_msg_cb,
-	};
-	if (wslay_event_context_client_init(&up->ws, &cbs, up) != 0) {
-		up->ws = NULL;
+	if (up_pmd_start(up) < 0)
+		return;
+	/* (the RSV1 wslay may send depends on pmd: made after it) */
+	if (!up_wslay(up)) {
 		up_fail(up, "out of memory");
 		return;
 	}
-	wslay_event_config_set_max_recv_msg_length(up->ws, up->conf->max_frame);
-	if (up_pmd_start(up) < 0)
-		return;
 	ev_timer_stop(up->loop, &up->timer);
 	up->state = UP_OPEN;
 	up->hb_pending = 0;
@@ -676,6 +866,16 @@ static void up_open(struct up_conn *up)
 	ev_timer_set(&up->hb_timer, hb, hb);
 	ev_timer_start(up->loop, &up->hb_timer);
 	up->cb->on_open(up);
+	if (up->state == UP_OPEN && buf_len(&up->rbuf) > 0) {
+		/* frames that came with the upgrade response */
+		up->in_recv = 1;
+		up_parse(up);
+		up->in_recv = 0;
+		if (up->closing) {
+			up_down(up, up->last_error);
+			return;
+		}
+	}
 	if (up->state == UP_OPEN)
 		up_update_io(up);
 }
@@ -747,7 +947,7 @@ static void up_progress(struct up_conn *up, int revents)
 	if (revents & EV_READ || up->tls_want == EV_READ || (up->ssl && SSL_pending(up->ssl))) {
 		int eof = 0;
 		for (;;) {
-			ssize_t r = up_fill(up);
+			ssize_t r = up_fill(up, NULL);
 			if (r == -2)
 				break;
 			if (r < 0) {
@@ -788,11 +988,13 @@ static void up_progress(struct up_conn *up, int revents)
 
 static void up_update_io(struct up_conn *up)
 {
-	if (up->state != UP_OPEN || !up->ws)
+	if (up->state != UP_OPEN)
 		return;
-	int want_r = wslay_event_want_read(up->ws);
-	int want_w = wslay_event_want_write(up->ws) || buf_len(&up->wbuf) > 0;
+	int want_r = !up->rd_shut;
+	int want_w = up_ws_want_write(up) || buf_len(&up->wbuf) > 0;
 	if (!want_r && !want_w) {
+		/* read side shut (close received, or a protocol error) and the
+		 * close frame written: the same teardown as any loss */
 		up_fail(up, "%s", up->last_error[0] ? up->last_error : "WebSocket closed");
 		return;
 	}
@@ -802,7 +1004,7 @@ static void up_update_io(struct up_conn *up)
 	if (buf_len(&up->wbuf) > 0 || up->tls_want == EV_WRITE)
 		ev |= EV_WRITE;
 	up_set_events(up, ev);
-	if (wslay_event_want_write(up->ws))
+	if (up_ws_want_write(up))
 		up_schedule_flush(up);
 }
 
@@ -810,7 +1012,7 @@ static void up_update_io(struct up_conn *up)
 static int up_send_now(struct up_conn *up)
 {
 	up->tls_want = 0;
-	if (wslay_event_want_write(up->ws) && wslay_event_send(up->ws) != 0) {
+	if (up_ws_want_write(up) && wslay_event_send(up->ws) != 0) {
 		up_fail(up, "%s", up->last_error[0] ? up->last_error : "WebSocket send failed");
 		return -1;
 	}
@@ -829,19 +1031,17 @@ static void up_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 		up_progress(up, revents);
 		return;
 	}
-	if (revents & EV_READ || up->tls_want == EV_READ) {
+	if ((revents & EV_READ || up->tls_want == EV_READ) && !up->rd_shut) {
 		up->tls_want = 0;
 		up->in_recv = 1;
-		int r = wslay_event_recv(up->ws);
+		up_recv(up);
 		up->in_recv = 0;
 		if (up->closing) {
 			up_down(up, up->last_error);
 			return;
 		}
-		if (r != 0) {
-			up_fail(up, "%s", up->last_error[0] ? up->last_error : "WebSocket protocol error");
-			return;
-		}
+		if (up->state != UP_OPEN)
+			return; /* closed by the owner from a callback */
 	}
 	if (up_send_now(up) < 0)
 		return;
@@ -1013,6 +1213,7 @@ int up_conn_init(struct up_conn *up, struct ev_loop *loop,
 	buf_init(&up->frame, 0);
 	buf_init(&up->zin, 0);
 	buf_init(&up->zout, 0);
+	buf_init(&up->msg, 0);
 	up_pmd_offer(up);
 	up->state = UP_IDLE;
 	return 0;
@@ -1028,7 +1229,7 @@ void up_conn_close(struct up_conn *up, const char *reason)
 {
 	if (up->state == UP_IDLE)
 		return;
-	if (up->state == UP_OPEN && up->ws) {
+	if (up->state == UP_OPEN && up_wslay(up)) {
 		/* best effort: what is queued (phx_leave frames on shutdown), then a
 		 * close frame, then the socket goes.  wslay sends control frames
 		 * first and nothing after a close, so the queue goes out before. */
@@ -1057,15 +1258,19 @@ uint64_t up_conn_next_ref(struct up_conn *up, char *out)
 	return r;
 }
 
-static int up_queue(struct up_conn *up, uint8_t opcode, const struct buf *frame)
+/* Queues one message of n bytes at p (copied by wslay, or by the
+ * compressor first). */
+static int up_queue(struct up_conn *up, uint8_t opcode, const void *p, size_t n)
 {
 	struct wslay_event_msg msg = {
 		.opcode = opcode,
-		.msg = (const uint8_t *)buf_rptr(frame),
-		.msg_length = buf_len(frame),
+		.msg = p,
+		.msg_length = n,
 	};
 	uint8_t rsv = WSLAY_RSV_NONE;
 	int r;
+	if (!up_wslay(up))
+		return -ENOMEM;
 	if (up->pmd.enabled) {
 		buf_reset(&up->zout);
 		r = wsd_deflate(&up->wsd, msg.msg, msg.msg_length, &up->zout);
@@ -1087,7 +1292,7 @@ static int up_queue(struct up_conn *up, uint8_t opcode, const struct buf *frame)
 		return r == WSLAY_ERR_NOMEM ? -ENOMEM : -ENOTCONN;
 	}
 	up->frames_out++;
-	up->payload_out += buf_len(frame);
+	up->payload_out += n;
 	if (!up->in_recv)
 		up_schedule_flush(up);
 	return 0;
@@ -1103,7 +1308,7 @@ int up_conn_send_json(struct up_conn *up, const char *join_ref, const char *ref,
 	buf_reset(frame);
 	int r = phx_encode_json(frame, join_ref, ref, topic, tlen, event, elen, payload, plen);
 	if (r == 0)
-		r = up_queue(up, WSLAY_TEXT_FRAME, frame);
+		r = up_queue(up, WSLAY_TEXT_FRAME, buf_rptr(frame), buf_len(frame));
 	if (frame->cap > UP_FRAME_KEEP)
 		buf_free(frame);
 	return r;
@@ -1120,8 +1325,41 @@ int up_conn_send_binary(struct up_conn *up, const char *join_ref, const char *re
 	int r = phx_encode_binary_push(frame, join_ref, ref, topic, tlen, event, elen,
 				       data, dlen);
 	if (r == 0)
-		r = up_queue(up, WSLAY_BINARY_FRAME, frame);
+		r = up_queue(up, WSLAY_BINARY_FRAME, buf_rptr(frame), buf_len(frame));
 	if (frame->cap > UP_FRAME_KEEP)
 		buf_free(frame);
 	return r;
+}
+
+int up_conn_send_text(struct up_conn *up, const char *frame, size_t len)
+{
+	if (up->state != UP_OPEN || up->closing)
+		return -ENOTCONN;
+	return up_queue(up, WSLAY_TEXT_FRAME, frame, len);
+}
+
+size_t up_conn_hibernate(struct up_conn *up)
+{
+	size_t freed = 0;
+	/* not inside our own callbacks (rbuf is being read), not while a
+	 * frame or message is partly read or anything waits to go out */
+	if (up->state != UP_OPEN || up->closing || up->in_recv || up->rd_shut ||
+	    up->rd_frame || up->rd_in_msg || buf_len(&up->rbuf) || buf_len(&up->wbuf) ||
+	    up_ws_want_write(up) || (up->ssl && SSL_pending(up->ssl) > 0))
+		return 0;
+	struct buf *bufs[] = { &up->rbuf, &up->wbuf, &up->frame, &up->zout, &up->zin,
+			       &up->msg };
+	for (size_t k = 0; k < sizeof(bufs) / sizeof(bufs[0]); k++) {
+		freed += bufs[k]->cap;
+		buf_free(bufs[k]);
+	}
+	/* nothing queued and no close in flight (rd_shut is 0, and a close
+	 * we queue ourselves happens only in up_conn_close): the context
+	 * holds no state worth keeping; up_wslay makes a new one */
+	if (up->ws && wslay_event_get_write_enabled(up->ws)) {
+		wslay_event_context_free(up->ws);
+		up->ws = NULL;
+		freed += UP_WSLAY_BYTES;
+	}
+	return freed;
 }

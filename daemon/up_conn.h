@@ -62,12 +62,26 @@ struct up_conn {
 	ev_timer hb_timer;
 	ev_prepare flush;                   /* writes queued frames once per loop iteration */
 	ev_idle kick;                       /* keeps the loop from blocking before that */
-	wslay_event_context_ptr ws;
-	struct buf rbuf;                    /* bytes read, not yet parsed */
+	wslay_event_context_ptr ws;         /* the sending side only; made lazily */
+	struct buf rbuf;                    /* bytes read, not yet parsed: frames are
+					       handled in place when whole in it */
 	struct buf wbuf;                    /* bytes to write */
 	struct buf frame;                   /* encode scratch; wslay copies frames */
 	struct buf zout;                    /* compressed frame scratch */
 	struct buf zin;                     /* the message being handled, inflated */
+	struct buf msg;                     /* a message assembled from fragments, or
+					       one frame too large for rbuf */
+	/* the reader (ws_frame): a data frame whose payload streams into msg */
+	int rd_frame;                       /* 1 while its payload is coming */
+	int rd_fin;                         /* ... and it ends its message */
+	uint64_t rd_left;                   /* payload bytes still to come */
+	int rd_in_msg;                      /* a fragmented message is open */
+	unsigned rd_op;                     /* that message's opcode */
+	int rd_rsv1;                        /* ... compressed (RSV1 on its first frame) */
+	int rd_shut;                        /* no more reading: close received or sent
+					       for a protocol error; teardown once the
+					       close is written */
+	ev_tstamp last_active;              /* loop time of the last byte in or out */
 	char key[32];
 	struct wsd_params pmd_offer;        /* what we offer when conf->compression */
 	struct wsd_params pmd;              /* negotiated; pmd.enabled: compress */
@@ -129,5 +143,29 @@ int up_conn_send_json(struct up_conn *up, const char *join_ref, const char *ref,
 int up_conn_send_binary(struct up_conn *up, const char *join_ref, const char *ref,
 			const char *topic, size_t tlen, const char *event, size_t elen,
 			const void *data, size_t dlen);
+/* Queues frame[0..len), an already encoded V2 JSON text frame (copied);
+ * same return convention as up_conn_send_json. */
+int up_conn_send_text(struct up_conn *up, const char *frame, size_t len);
+
+/* Releases what an open, quiet connection can rebuild on demand: its read,
+ * write and scratch buffers and the wslay context, when no frame or
+ * message is partly read and nothing waits to be written.  The next read
+ * or send allocates again; nothing is lost or reordered.  Returns the bytes
+ * released (the wslay context counted at its approximate size), 0 when
+ * nothing could be.  Not from inside the connection's own callbacks. */
+size_t up_conn_hibernate(struct up_conn *up);
+
+/* 1 while the connection holds no buffers (hibernated, or not used yet). */
+static inline int up_conn_is_hibernated(const struct up_conn *up)
+{
+	return !up->ws && !up->rbuf.cap && !up->wbuf.cap && !up->msg.cap;
+}
+
+/* Loop time (ev_now) when the last byte was read from or written to the
+ * connection's socket; 0 before any. */
+static inline ev_tstamp up_conn_last_active(const struct up_conn *up)
+{
+	return up->last_active;
+}
 
 #endif

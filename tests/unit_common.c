@@ -704,6 +704,110 @@ START_TEST(test_json_obj_get)
 }
 END_TEST
 
+/* json_skip_keys finds in one pass what json_obj_get finds key by key. */
+START_TEST(test_json_skip_keys)
+{
+	static const char *const keys[] = { "status", "response", "n", "a", "" };
+	static const char *const objs[] = {
+		"{\"status\":\"ok\",\"response\":{\"a\":[1,{\"status\":2}]},\"n\":-1.5, \"t\" : true}",
+		"{\"response\" : [ {\"status\":1} ] , \"status\":\"error\"}",
+		"{}", "{\"a\":1,\"a\":2}", "{\"\":5,\"x\":\"}\",\"a\":[\"{\"]}",
+		"{\"st\\u0061tus\":1}", "{\"a\":{\"a\":{\"a\":3}}}",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(objs); i++) {
+		size_t n = strlen(objs[i]);
+		char *p = exact(objs[i], n);
+		struct json_span v[ARRAY_SIZE(keys)];
+		ck_assert_int_eq(json_skip_keys(p, n, NULL, keys, ARRAY_SIZE(keys), v), (long)n);
+		for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+			struct json_span g;
+			int r = json_obj_get(p, n, keys[k], &g);
+			if (r == 0)
+				ck_assert_msg(v[k].p == g.p && v[k].len == g.len, "%s in %s",
+					      keys[k], objs[i]);
+			else
+				ck_assert_msg(r == -ENOENT && v[k].p == NULL, "%s in %s", keys[k],
+					      objs[i]);
+		}
+		free(p);
+	}
+	/* not an object, or not valid: nothing found */
+	static const char *const other[] = { "[{\"a\":1}]", "\"a\"", "{\"a\":1", "{\"a\":}" };
+	for (size_t i = 0; i < ARRAY_SIZE(other); i++) {
+		size_t n = strlen(other[i]);
+		struct json_span v[1] = { { "x", 1 } };
+		long r = json_skip_keys(other[i], n, NULL, keys + 3, 1, v);
+		ck_assert_int_eq(r, json_skip(other[i], n, NULL));
+		ck_assert_ptr_null(v[0].p);
+	}
+	int nl = 0;
+	struct json_span v[1];
+	ck_assert_int_eq(json_skip_keys("{\"a\":\n1}", 8, &nl, keys + 3, 1, v), 8);
+	ck_assert_int_eq(nl, 1);
+	ck_assert_uint_eq(v[0].len, 1);
+}
+END_TEST
+
+/* The string scanners skip plain bytes a word at a time: whatever sits at
+ * any offset of a string of any length, around word edges, is seen. */
+START_TEST(test_json_string_words)
+{
+	static const struct {
+		const char *ins;        /* put into a run of plain bytes */
+		int valid;
+		const char *dec;        /* decoded, when valid */
+	} t[] = {
+		{ "\\n", 1, "\n" }, { "\\\"", 1, "\"" }, { "\\\\", 1, "\\" },
+		{ "\\u00e9", 1, "\xc3\xa9" }, { "\xc3\xa9", 1, "\xc3\xa9" },
+		{ "\xf0\x9f\x98\x80", 1, "\xf0\x9f\x98\x80" }, { "\x7f", 1, "\x7f" },
+		{ "~ !", 1, "~ !" }, { "\x01", 0, NULL }, { "\x1f", 0, NULL }, { "\n", 0, NULL },
+		{ "\x80", 0, NULL }, { "\xc3", 0, NULL }, { "\xff", 0, NULL }, { "\\x", 0, NULL },
+		{ "\\ud800", 0, NULL }, { "\"", 0, NULL },
+	};
+	char lit[128], want[128], got[128];
+	for (size_t k = 0; k < ARRAY_SIZE(t); k++) {
+		size_t il = strlen(t[k].ins);
+		for (size_t pre = 0; pre < 40; pre++) {
+			for (size_t post = 0; post < 20; post += 3) {
+				size_t n = 0;
+				lit[n++] = '"';
+				memset(lit + n, 'a', pre);
+				n += pre;
+				memcpy(lit + n, t[k].ins, il);
+				n += il;
+				memset(lit + n, 'b', post);
+				n += post;
+				lit[n++] = '"';
+				char *p = exact(lit, n);
+				int ok = json_validate(p, n, NULL) == 0;
+				CHECK(ok == t[k].valid, "insert %zu at %zu+%zu: %d", k, pre, post, ok);
+				if (ok) {
+					size_t wl = 0, gl = 0;
+					memset(want, 'a', pre);
+					wl = pre;
+					memcpy(want + wl, t[k].dec, strlen(t[k].dec));
+					wl += strlen(t[k].dec);
+					memset(want + wl, 'b', post);
+					wl += post;
+					CHECK(json_str_decode_to(p, n, got, sizeof(got), &gl) == (long)n,
+					      "decode %zu at %zu", k, pre);
+					CHECK(gl == wl && memcmp(got, want, wl) == 0, "decoded %zu at %zu",
+					      k, pre);
+				}
+				free(p);
+				/* the writer escapes what must be, at any offset */
+				struct buf b;
+				buf_init(&b, 0);
+				ck_assert_int_eq(json_put_str(&b, lit + 1, n - 2), 0);
+				CHECK(json_validate(buf_rptr(&b), buf_len(&b), NULL) == 0,
+				      "put_str %zu at %zu", k, pre);
+				buf_free(&b);
+			}
+		}
+	}
+}
+END_TEST
+
 /* ---- utf8 --------------------------------------------------------------------- */
 
 START_TEST(test_utf8)
@@ -1184,7 +1288,8 @@ int main(void)
 	      test_buf_printf, test_buf_put_u64, test_buf_find);
 	SUITE("json", test_json_valid, test_json_invalid, test_json_skip, test_json_peek_ws,
 	      test_json_depth, test_json_prefixes, test_json_str_decode, test_json_put_str,
-	      test_json_put_compact, test_json_obj_get);
+	      test_json_put_compact, test_json_obj_get, test_json_skip_keys,
+	      test_json_string_words);
 	SUITE("utf8", test_utf8);
 	SUITE("b64", test_b64_rfc4648, test_b64_roundtrip, test_b64_bad);
 	SUITE("backoff", test_backoff_parse, test_backoff_schedule, test_backoff_jitter);

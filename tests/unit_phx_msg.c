@@ -86,6 +86,37 @@ START_TEST(decode_rejects)
 }
 END_TEST
 
+/* A reply's status and response are found while the payload is validated
+ * (one pass): only members of the top-level object count, the first of
+ * duplicates wins, keys written with escapes do not match (as before). */
+START_TEST(decode_reply_one_pass)
+{
+	struct phx_msg m;
+	ck_assert_int_eq(dec("[null,\"1\",\"t\",\"phx_reply\",{\"response\":{\"status\":\"nested\","
+			     "\"response\":1},\"x\":[{\"status\":2}],\"status\":\"ok\"}]", &m), 0);
+	ck_assert_str_eq(m.status, "ok");
+	ck_assert_uint_eq(m.response_len, strlen("{\"status\":\"nested\",\"response\":1}"));
+	ck_assert(memcmp(m.response, "{\"status\":\"nested\",\"response\":1}", m.response_len) == 0);
+	ck_assert_int_eq(dec("[null,\"1\",\"t\",\"phx_reply\",{\"status\":\"a\",\"status\":\"b\","
+			     "\"response\":[1],\"response\":2}]", &m), 0);
+	ck_assert_str_eq(m.status, "a");
+	ck_assert(m.response_len == 3 && memcmp(m.response, "[1]", 3) == 0);
+	ck_assert_int_eq(dec("[null,\"1\",\"t\",\"phx_reply\",{\"status\" : \"e\\u0072r\" , "
+			     "\"response\" :\n {} }]", &m), 0);
+	ck_assert_str_eq(m.status, "err");
+	ck_assert(m.response_len == 2 && memcmp(m.response, "{}", 2) == 0);
+	ck_assert_int_lt(dec("[null,\"1\",\"t\",\"phx_reply\",{\"\\u0073tatus\":\"ok\"}]", &m), 0);
+	ck_assert_int_lt(dec("[null,\"1\",\"t\",\"phx_reply\",{\"response\":{\"status\":\"ok\"}}]", &m), 0);
+	/* the same object under another event is a payload, nothing more */
+	ck_assert_int_eq(dec("[null,null,\"t\",\"e\",{\"status\":1}]", &m), 0);
+	ck_assert(!m.is_reply);
+	/* a payload that is not valid JSON is still refused, wherever it breaks */
+	ck_assert_int_lt(dec("[null,null,\"t\",\"e\",{\"pad\":\"0123456789abcdef0123\x01\"}]", &m), 0);
+	ck_assert_int_lt(dec("[null,null,\"t\",\"e\",{\"pad\":\"0123456789abcdef0123\xc3\"}]", &m), 0);
+	ck_assert_int_lt(dec("[null,null,\"t\",\"e\",{\"pad\":\"0123456789abcdef0123\n\"}]", &m), 0);
+}
+END_TEST
+
 START_TEST(decode_every_prefix)
 {
 	const char *s = "[\"1\",\"3\",\"room:lobby\",\"phx_reply\",{\"response\":{\"hello\":\"world\"},\"status\":\"ok\"}]";
@@ -194,6 +225,7 @@ static Suite *phx_msg_suite(void)
 	TCase *tc = tcase_create("json");
 	tcase_add_test(tc, decode_captured_frames);
 	tcase_add_test(tc, decode_rejects);
+	tcase_add_test(tc, decode_reply_one_pass);
 	tcase_add_test(tc, decode_every_prefix);
 	tcase_add_test(tc, encode_json);
 	suite_add_tcase(s, tc);

@@ -1,8 +1,12 @@
 /* Unit tests: the upstream TCP options (up_tcp_tune() in daemon/up_conn.c)
- * on a real loopback TCP connection, read back with getsockopt(), and the
- * transport options of the config (TCP and compression). */
+ * on a real loopback TCP connection, read back with getsockopt(), the
+ * transport options of the config (TCP and compression), and an up_conn
+ * against a scripted server on loopback: its frame reader (in place, large,
+ * fragmented, control frames, protocol errors) and hibernation. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +16,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "conf/conf.h"
+#include "daemon/phx_msg.h"
 #include "daemon/up_conn.h"
+#include "daemon/ws_hs.h"
 
 #define EP "[endpoint t]\nurl = ws://127.0.0.1:4000/socket\n"
 
@@ -265,6 +272,359 @@ START_TEST(options_bad)
 }
 END_TEST
 
+/* ---- an up_conn against a scripted server ----------------------------------- */
+
+static struct {
+	struct ev_loop *loop;
+	struct up_conn up;
+	int lfd, sfd;                   /* listener, the server's side */
+	int opened, downs;
+	char down_reason[256];
+	int nmsgs;
+	char last[256];                 /* "topic event payload" of the last message */
+	struct buf in;                  /* bytes the server got after the upgrade */
+} sv;
+
+static void sv_on_open(struct up_conn *up)
+{
+	(void)up;
+	sv.opened++;
+}
+
+static void sv_on_message(struct up_conn *up, const struct phx_msg *m)
+{
+	(void)up;
+	sv.nmsgs++;
+	snprintf(sv.last, sizeof(sv.last), "%.20s %.20s %.*s", m->topic, m->event,
+		 (int)(m->payload_len > 200 ? 200 : m->payload_len), m->payload);
+}
+
+static void sv_on_down(struct up_conn *up, const char *reason)
+{
+	(void)up;
+	sv.downs++;
+	snprintf(sv.down_reason, sizeof(sv.down_reason), "%s", reason);
+}
+
+static int sv_wanted(struct up_conn *up)
+{
+	(void)up;
+	return 0;
+}
+
+static const struct up_callbacks sv_cbs = { sv_on_open, sv_on_message, sv_on_down, sv_wanted };
+
+/* Runs the loop until cond holds (or fails after 5 s). */
+#define SV_RUN_UNTIL(cond) do {						\
+		for (int t_ = 0; !(cond); t_++) {			\
+			ck_assert_msg(t_ < 5000, "timed out: %s", #cond);	\
+			ev_run(sv.loop, EVRUN_NOWAIT);			\
+			if (!(cond))					\
+				usleep(1000);				\
+		}							\
+	} while (0)
+
+static void sv_write(const void *p, size_t n)
+{
+	ck_assert_int_eq(write(sv.sfd, p, n), (ssize_t)n);
+}
+
+/* A server frame (unmasked) of opcode op with the payload p[0..n). */
+static void sv_frame(int fin, unsigned op, const void *p, size_t n)
+{
+	uint8_t h[10];
+	size_t hl = 2;
+	h[0] = (uint8_t)((fin ? 0x80 : 0) | op);
+	if (n < 126) {
+		h[1] = (uint8_t)n;
+	} else if (n < 65536) {
+		h[1] = 126;
+		h[2] = (uint8_t)(n >> 8);
+		h[3] = (uint8_t)n;
+		hl = 4;
+	} else {
+		h[1] = 127;
+		for (int k = 0; k < 8; k++)
+			h[2 + k] = (uint8_t)((uint64_t)n >> (56 - 8 * k));
+		hl = 10;
+	}
+	struct buf b;
+	buf_init(&b, 0);
+	ck_assert_int_eq(buf_append(&b, h, hl), 0);
+	ck_assert_int_eq(buf_append(&b, p, n), 0);
+	sv_write(buf_rptr(&b), buf_len(&b));
+	buf_free(&b);
+}
+
+static void sv_text(const char *s)
+{
+	sv_frame(1, 1, s, strlen(s));
+}
+
+/* Reads what the client sent (non-blocking) into sv.in. */
+static void sv_read(void)
+{
+	char tmp[4096];
+	ssize_t r;
+	while ((r = read(sv.sfd, tmp, sizeof(tmp))) > 0)
+		ck_assert_int_eq(buf_append(&sv.in, tmp, (size_t)r), 0);
+}
+
+/* The next whole client frame in sv.in (masked), unmasked into out; its
+ * opcode, or -1 when none is whole yet. */
+static int sv_next_frame(char *out, size_t cap, size_t *outlen)
+{
+	const uint8_t *p = (const uint8_t *)buf_rptr(&sv.in);
+	size_t n = buf_len(&sv.in);
+	if (n < 2)
+		return -1;
+	ck_assert_msg(p[1] & 0x80, "client frames are masked");
+	size_t len = p[1] & 127, h = 2;
+	if (len == 126) {
+		if (n < 4)
+			return -1;
+		len = (size_t)p[2] << 8 | p[3];
+		h = 4;
+	}
+	ck_assert_uint_lt(len, 126 * 1024);
+	if (n < h + 4 + len)
+		return -1;
+	ck_assert_uint_le(len, cap);
+	for (size_t k = 0; k < len; k++)
+		out[k] = (char)(p[h + 4 + k] ^ p[h + (k & 3)]);
+	*outlen = len;
+	int op = p[0] & 15;
+	buf_consume(&sv.in, h + 4 + len);
+	return op;
+}
+
+/* Waits for the client's next frame. */
+static int sv_wait_frame(char *out, size_t cap, size_t *outlen)
+{
+	int op;
+	for (int t = 0; (op = sv_next_frame(out, cap, outlen)) < 0; t++) {
+		ck_assert_msg(t < 5000, "no frame from the client");
+		ev_run(sv.loop, EVRUN_NOWAIT);
+		sv_read();
+		usleep(1000);
+	}
+	return op;
+}
+
+/* An open up_conn talking to sv.sfd. */
+static void sv_setup(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	char text[512], req[8192];
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	memset(&sv, 0, sizeof(sv));
+	buf_init(&sv.in, 0);
+	sv.loop = ev_loop_new(EVFLAG_AUTO);
+	sv.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(sv.lfd, 0);
+	ck_assert_int_eq(bind(sv.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(sv.lfd, 4), 0);
+	ck_assert_int_eq(getsockname(sv.lfd, (struct sockaddr *)&sa, &sl), 0);
+	snprintf(text, sizeof(text), "[endpoint t]\nurl = ws://127.0.0.1:%u/socket\n"
+		 "max_frame = 256k\n", ntohs(sa.sin_port));
+	conf_init(&cf);
+	ck_assert_msg(conf_parse_string(&cf, text, "t.conf", err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(up_conn_init(&sv.up, sv.loop, &cf.endpoints[0], NULL, &sv_cbs, NULL,
+				      err, sizeof(err)), 0);
+	up_conn_start(&sv.up);
+	sv.sfd = -1;
+	for (int t = 0; sv.sfd < 0; t++) {
+		ck_assert_int_lt(t, 5000);
+		ev_run(sv.loop, EVRUN_NOWAIT);
+		struct pollfd pf = { sv.lfd, POLLIN, 0 };
+		if (poll(&pf, 1, 1) > 0)
+			sv.sfd = accept(sv.lfd, NULL, NULL);
+	}
+	/* the upgrade */
+	size_t rl = 0;
+	struct ws_hs_req hr;
+	long hl = 0;
+	for (int t = 0; hl == 0; t++) {
+		ck_assert_int_lt(t, 5000);
+		ev_run(sv.loop, EVRUN_NOWAIT);
+		struct pollfd pf = { sv.sfd, POLLIN, 0 };
+		if (poll(&pf, 1, 1) > 0) {
+			ssize_t r = read(sv.sfd, req + rl, sizeof(req) - rl);
+			ck_assert_int_gt(r, 0);
+			rl += (size_t)r;
+			hl = ws_hs_parse_request(req, rl, &hr);
+		}
+	}
+	ck_assert_int_gt(hl, 0);
+	struct buf resp;
+	buf_init(&resp, 0);
+	ck_assert_int_eq(ws_hs_response_101(&resp, hr.key, NULL), 0);
+	sv_write(buf_rptr(&resp), buf_len(&resp));
+	buf_free(&resp);
+	ck_assert_int_eq(fcntl(sv.sfd, F_SETFL, O_NONBLOCK), 0);
+	SV_RUN_UNTIL(sv.opened == 1);
+	ck_assert(up_conn_is_open(&sv.up));
+}
+
+static void sv_teardown(void)
+{
+	up_conn_fini(&sv.up);
+	if (sv.sfd >= 0)
+		close(sv.sfd);
+	close(sv.lfd);
+	buf_free(&sv.in);
+	ev_loop_destroy(sv.loop);
+	conf_free(&cf);
+}
+
+START_TEST(reader_in_place_and_large)
+{
+	sv_text("[null,null,\"t\",\"e\",{\"n\":1}]");
+	SV_RUN_UNTIL(sv.nmsgs == 1);
+	ck_assert_str_eq(sv.last, "t e {\"n\":1}");
+	ck_assert_double_gt(up_conn_last_active(&sv.up), 0);
+	/* many small ones in one write, then one larger than the read chunk */
+	struct buf b;
+	buf_init(&b, 0);
+	for (int i = 0; i < 200; i++) {
+		char m[64];
+		int k = snprintf(m, sizeof(m), "[null,null,\"t\",\"e\",{\"i\":%d}]", i);
+		uint8_t h[2] = { 0x81, (uint8_t)k };
+		buf_append(&b, h, 2);
+		buf_append(&b, m, (size_t)k);
+	}
+	sv_write(buf_rptr(&b), buf_len(&b));
+	SV_RUN_UNTIL(sv.nmsgs == 201);
+	ck_assert_str_eq(sv.last, "t e {\"i\":199}");
+	buf_reset(&b);
+	buf_puts(&b, "[null,null,\"t\",\"big\",{\"d\":\"");
+	for (int i = 0; i < 100000; i++)
+		buf_putc(&b, (char)('a' + i % 26));
+	buf_puts(&b, "\"}]");
+	sv_frame(1, 1, buf_rptr(&b), buf_len(&b));
+	SV_RUN_UNTIL(sv.nmsgs == 202);
+	ck_assert(strncmp(sv.last, "t big {\"d\":\"abcdef", 18) == 0);
+	/* the read buffer stayed one chunk: the large frame went through */
+	ck_assert_uint_le(sv.up.rbuf.cap, 16384);
+	buf_free(&b);
+	ck_assert_int_eq(sv.downs, 0);
+}
+END_TEST
+
+START_TEST(reader_fragments_and_control)
+{
+	char out[256];
+	size_t ol;
+	/* a message in three pieces with a ping between them: the pong comes
+	 * back with the ping's payload, the message whole */
+	sv_frame(0, 1, "[null,null,", 11);
+	sv_frame(1, 9, "hb", 2);
+	sv_frame(0, 0, "\"t\",\"e\",", 8);
+	SV_RUN_UNTIL(sv.up.rd_in_msg);
+	ck_assert_int_eq(sv.nmsgs, 0);
+	ck_assert_int_eq(sv_wait_frame(out, sizeof(out), &ol), 0xA);
+	ck_assert_uint_eq(ol, 2);
+	ck_assert(memcmp(out, "hb", 2) == 0);
+	/* a partial message is never given up */
+	ck_assert_uint_eq(up_conn_hibernate(&sv.up), 0);
+	sv_frame(1, 0, "{\"f\":3}]", 8);
+	SV_RUN_UNTIL(sv.nmsgs == 1);
+	ck_assert_str_eq(sv.last, "t e {\"f\":3}");
+	/* a pong is taken quietly; a frame cut anywhere waits for the rest */
+	sv_frame(1, 0xA, "x", 1);
+	const char *m = "\x81\x18[null,null,\"t\",\"cut\",{}]";
+	for (size_t k = 0; k < strlen(m); k++) {
+		sv_write(m + k, 1);
+		ev_run(sv.loop, EVRUN_NOWAIT);
+	}
+	SV_RUN_UNTIL(sv.nmsgs == 2);
+	ck_assert_str_eq(sv.last, "t cut {}");
+	/* the server closes: the close is echoed, then the connection goes */
+	sv_frame(1, 8, "\x03\xe8" "bye", 5);
+	ck_assert_int_eq(sv_wait_frame(out, sizeof(out), &ol), 0x8);
+	ck_assert_uint_eq(ol, 5);
+	ck_assert(memcmp(out, "\x03\xe8" "bye", 5) == 0);
+	SV_RUN_UNTIL(sv.downs == 1);
+	ck_assert_str_eq(sv.down_reason, "server closed the WebSocket (code 1000)");
+}
+END_TEST
+
+/* Protocol errors: a close frame with the code, then the connection goes
+ * with the reason. */
+static void proto_error(const void *frame, size_t n, unsigned code, const char *why)
+{
+	char out[256];
+	size_t ol;
+	sv_write(frame, n);
+	ck_assert_int_eq(sv_wait_frame(out, sizeof(out), &ol), 0x8);
+	ck_assert_uint_eq(ol, 2);
+	ck_assert_uint_eq((unsigned)(uint8_t)out[0] << 8 | (uint8_t)out[1], code);
+	SV_RUN_UNTIL(sv.downs == 1);
+	ck_assert_msg(strstr(sv.down_reason, why), "reason '%s'", sv.down_reason);
+}
+
+START_TEST(reader_reserved_opcode)
+{
+	proto_error("\x83\x00", 2, 1002, "reserved opcode");
+}
+END_TEST
+
+START_TEST(reader_bad_utf8)
+{
+	proto_error("\x81\x03\"\xc3\"", 5, 1007, "not valid UTF-8");
+}
+END_TEST
+
+START_TEST(reader_too_large)
+{
+	/* max_frame = 256k: a 300 KB message is refused from its header */
+	proto_error("\x82\x7f\x00\x00\x00\x00\x00\x04\x93\xe0", 10, 1009, "max_frame");
+}
+END_TEST
+
+START_TEST(reader_rsv_without_extension)
+{
+	proto_error("\xc1\x01x", 3, 1002, "RSV");
+}
+END_TEST
+
+START_TEST(hibernate)
+{
+	char out[256];
+	size_t ol;
+	sv_text("[null,null,\"t\",\"e\",{\"n\":1}]");
+	SV_RUN_UNTIL(sv.nmsgs == 1);
+	ck_assert_ptr_nonnull(sv.up.rbuf.data);
+	size_t got = up_conn_hibernate(&sv.up);
+	ck_assert_uint_ge(got, sv.up.rbuf.cap + 16384);
+	ck_assert_ptr_null(sv.up.rbuf.data);
+	ck_assert_ptr_null(sv.up.wbuf.data);
+	ck_assert_ptr_null(sv.up.frame.data);
+	ck_assert_ptr_null(sv.up.ws);
+	ck_assert_uint_eq(up_conn_hibernate(&sv.up), 0); /* nothing more */
+	/* it wakes on a read... */
+	sv_text("[null,null,\"t\",\"e\",{\"n\":2}]");
+	SV_RUN_UNTIL(sv.nmsgs == 2);
+	ck_assert_str_eq(sv.last, "t e {\"n\":2}");
+	ck_assert_uint_gt(up_conn_hibernate(&sv.up), 0);
+	/* ... and on a send, in order */
+	ck_assert_int_eq(up_conn_send_json(&sv.up, NULL, "1", "t", 1, "a", 1, "{}", 2), 0);
+	ck_assert_int_eq(up_conn_send_text(&sv.up, "[null,\"2\",\"t\",\"b\",{}]", 21), 0);
+	ck_assert_uint_eq(up_conn_hibernate(&sv.up), 0); /* queued: kept */
+	ck_assert_int_eq(sv_wait_frame(out, sizeof(out), &ol), 1);
+	ck_assert(ol == 21 && memcmp(out, "[null,\"1\",\"t\",\"a\",{}]", ol) == 0);
+	ck_assert_int_eq(sv_wait_frame(out, sizeof(out), &ol), 1);
+	ck_assert(ol == 21 && memcmp(out, "[null,\"2\",\"t\",\"b\",{}]", ol) == 0);
+	SV_RUN_UNTIL(up_conn_hibernate(&sv.up) > 0);
+	/* a ping while asleep is answered */
+	sv_frame(1, 9, "zz", 2);
+	ck_assert_int_eq(sv_wait_frame(out, sizeof(out), &ol), 0xA);
+	ck_assert_int_eq(sv.downs, 0);
+	ck_assert(up_conn_is_open(&sv.up));
+}
+END_TEST
+
 static Suite *up_tcp_suite(void)
 {
 	Suite *s = suite_create("up_tcp");
@@ -280,6 +640,17 @@ static Suite *up_tcp_suite(void)
 	tcase_add_test(tc, options_defaults);
 	tcase_add_test(tc, options_set);
 	tcase_add_test(tc, options_bad);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("conn");
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, sv_setup, sv_teardown);
+	tcase_add_test(tc, reader_in_place_and_large);
+	tcase_add_test(tc, reader_fragments_and_control);
+	tcase_add_test(tc, reader_reserved_opcode);
+	tcase_add_test(tc, reader_bad_utf8);
+	tcase_add_test(tc, reader_too_large);
+	tcase_add_test(tc, reader_rsv_without_extension);
+	tcase_add_test(tc, hibernate);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -10,7 +10,7 @@
 # `make fuzz` runs each for FUZZ_SECONDS on a copy of its corpus in the
 # build tree (tests/fuzz/work/), FUZZ_JOBS at a time.
 
-FUZZ_NAMES = ipc_line phx_json phx_binary ws_hs conf json deflate
+FUZZ_NAMES = ipc_line phx_json phx_binary ws_hs conf json deflate ws_frame
 FUZZ_SECONDS = 60
 FUZZ_JOBS =
 
@@ -21,7 +21,7 @@ EXTRA_DIST += tests/fuzz/run.sh tests/fuzz/corpus tests/fuzz/regressions \
 if HAVE_CHECK
 FUZZ_REPLAY = tests/fuzz/replay_ipc_line tests/fuzz/replay_phx_json \
 	tests/fuzz/replay_phx_binary tests/fuzz/replay_ws_hs tests/fuzz/replay_conf \
-	tests/fuzz/replay_json tests/fuzz/replay_deflate
+	tests/fuzz/replay_json tests/fuzz/replay_deflate tests/fuzz/replay_ws_frame
 check_PROGRAMS += $(FUZZ_REPLAY)
 TESTS += $(FUZZ_REPLAY)
 FUZZ_REPLAY_SRC = tests/fuzz/replay.c tests/fuzz/fuzz.h
@@ -39,12 +39,14 @@ tests_fuzz_replay_json_SOURCES = tests/fuzz/fuzz_json.c $(FUZZ_REPLAY_SRC)
 tests_fuzz_replay_json_LDADD = $(PHX_LIBS)
 tests_fuzz_replay_deflate_SOURCES = tests/fuzz/fuzz_deflate.c $(FUZZ_REPLAY_SRC)
 tests_fuzz_replay_deflate_LDADD = $(PHX_LIBS)
+tests_fuzz_replay_ws_frame_SOURCES = tests/fuzz/fuzz_ws_frame.c $(FUZZ_REPLAY_SRC)
+tests_fuzz_replay_ws_frame_LDADD = $(PHX_LIBS)
 endif
 
 if ENABLE_FUZZING
 FUZZ_PROGS = tests/fuzz/fuzz_ipc_line tests/fuzz/fuzz_phx_json \
 	tests/fuzz/fuzz_phx_binary tests/fuzz/fuzz_ws_hs tests/fuzz/fuzz_conf \
-	tests/fuzz/fuzz_json tests/fuzz/fuzz_deflate
+	tests/fuzz/fuzz_json tests/fuzz/fuzz_deflate tests/fuzz/fuzz_ws_frame
 noinst_PROGRAMS += $(FUZZ_PROGS)
 # libFuzzer's main and instrumentation for the targets only; the rest of
 # the build has coverage instrumentation without main (configure).
@@ -78,6 +80,10 @@ tests_fuzz_fuzz_deflate_SOURCES = tests/fuzz/fuzz_deflate.c tests/fuzz/fuzz.h
 tests_fuzz_fuzz_deflate_CFLAGS = $(FUZZ_CFLAGS_ALL)
 tests_fuzz_fuzz_deflate_LDFLAGS = $(FUZZ_LDFLAGS_ALL)
 tests_fuzz_fuzz_deflate_LDADD = $(PHX_LIBS)
+tests_fuzz_fuzz_ws_frame_SOURCES = tests/fuzz/fuzz_ws_frame.c tests/fuzz/fuzz.h
+tests_fuzz_fuzz_ws_frame_CFLAGS = $(FUZZ_CFLAGS_ALL)
+tests_fuzz_fuzz_ws_frame_LDFLAGS = $(FUZZ_LDFLAGS_ALL)
+tests_fuzz_fuzz_ws_frame_LDADD = $(PHX_LIBS)
 
 fuzz: $(FUZZ_PROGS)
 	@FUZZ_SECONDS='$(FUZZ_SECONDS)' FUZZ_JOBS='$(FUZZ_JOBS)' \

@@ -26,6 +26,7 @@ fuzz_opts() {
 	ws_hs) echo "-max_len=20000" ;;
 	conf) echo "-max_len=16384" ;;
 	deflate) echo "-max_len=8192" ;;
+	ws_frame) echo "-max_len=1024" ;;   # streams of headers: short inputs go further
 	*) echo "-max_len=4096" ;;
 	esac
 }
