@@ -1,5 +1,7 @@
 #include "buf.h"
 
+#include "bpool.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +17,7 @@ void buf_init(struct buf *b, size_t max)
 
 void buf_free(struct buf *b)
 {
-	free(b->data);
+	bpool_put(b->data, b->cap);
 	b->data = NULL;
 	b->rpos = b->wpos = b->cap = 0;
 }
@@ -53,22 +55,16 @@ char *buf_reserve(struct buf *b, size_t n)
 		}
 		ncap *= 2;
 	}
-	char *nd;
-	if (b->rpos == 0) {
-		nd = realloc(b->data, ncap);
-		if (!nd) {
-			errno = ENOMEM;
-			return NULL;
-		}
-	} else {
-		nd = malloc(ncap);
-		if (!nd) {
-			errno = ENOMEM;
-			return NULL;
-		}
-		memcpy(nd, b->data + b->rpos, len);
-		free(b->data);
+	/* from the binary pool: a new block and a copy (no realloc: the pool
+	 * keeps whole classes) */
+	char *nd = bpool_get(ncap);
+	if (!nd) {
+		errno = ENOMEM;
+		return NULL;
 	}
+	if (len)
+		memcpy(nd, b->data + b->rpos, len);
+	bpool_put(b->data, b->cap);
 	b->data = nd;
 	b->cap = ncap;
 	b->rpos = 0;

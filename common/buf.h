@@ -2,8 +2,9 @@
  *
  * A contiguous region [data+rpos, data+wpos) of readable bytes with a hard
  * maximum capacity.  Writers reserve space, fill it and commit; readers look at
- * buf_rptr()/buf_len() and consume.  Memory is allocated lazily and can be
- * released with buf_release() while empty (hibernation).
+ * buf_rptr()/buf_len() and consume.  Memory comes lazily from the binary pool
+ * (bpool.h) in its size classes and goes back to it with buf_free(), or with
+ * buf_release() while empty (hibernation).
  */
 #ifndef PHX_BUF_H
 #define PHX_BUF_H

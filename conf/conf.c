@@ -179,6 +179,22 @@ static const struct conf_key conf_keys[] = {
 	  "integer 1..1000000" },
 	{ "push_rate", CT_UINT, G(push_rate), 0, 1000000, "integer 0..1000000 (0: no limit)" },
 	{ "push_burst", CT_UINT, G(push_burst), 1, 1000000, "integer 1..1000000" },
+	{ "binary_pool_size", CT_UINT, G(binary_pool_size), 0, 1000000,
+	  "integer 0..1000000 (0: no pooling)" },
+	{ "binary_max_age", CT_DURATION, G(binary_max_age_ms), SEC, DAY,
+	  "duration 1s..24h, e.g. 300s" },
+	{ "binary_cleanup_interval", CT_DURATION, G(binary_cleanup_ms), 100, HOUR,
+	  "duration 100ms..1h, e.g. 30s" },
+	{ "hibernation_enabled", CT_BOOL, G(hibernation_enabled), 0, 1,
+	  "true/false, yes/no, on/off or 1/0" },
+	{ "hibernation_idle_timeout", CT_DURATION, G(hibernation_idle_ms), 100, DAY,
+	  "duration 100ms..24h, e.g. 300s" },
+	{ "hibernation_memory_threshold", CT_SIZE, G(hibernation_memory_threshold), 0, 64 * GIB,
+	  "size 0..64G, e.g. 8M" },
+	{ "client_sndbuf", CT_SIZE, G(client_sndbuf), 0, 256 * MIB,
+	  "size 0..256M (0: kernel default)" },
+	{ "client_rcvbuf", CT_SIZE, G(client_rcvbuf), 0, 256 * MIB,
+	  "size 0..256M (0: kernel default)" },
 
 	{ "uid", CT_IDS, A(uid), 0, 0, "comma-separated user names or numbers" },
 	{ "gid", CT_IDS, A(gid), 0, 0, "comma-separated group names or numbers" },
@@ -489,6 +505,12 @@ void conf_init(struct conf *c)
 	c->route_cache_size = 1000;
 	c->max_topics_per_client = 1000;
 	c->push_burst = 100;
+	c->binary_pool_size = 1000;
+	c->binary_max_age_ms = 300 * SEC;
+	c->binary_cleanup_ms = 30 * SEC;
+	c->hibernation_enabled = 1;
+	c->hibernation_idle_ms = 300 * SEC;
+	c->hibernation_memory_threshold = 8 * MIB;
 	c->route_cache_ttl_ms = 300 * SEC;
 	c->route_cleanup_ms = 30 * SEC;
 	c->control_socket_mode = 0600;

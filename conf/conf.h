@@ -101,6 +101,16 @@ struct conf {
 	unsigned max_topics_per_client;/* default 1000 */
 	unsigned push_rate;            /* pushes per second per client, 0: no limit */
 	unsigned push_burst;           /* pushes allowed at once, default 100 */
+	/* the binary pool and string interning (common/bpool, common/intern) */
+	unsigned binary_pool_size;     /* free blocks kept, and unused strings; 1000 */
+	unsigned binary_max_age_ms;    /* unused entries released after, 300 s */
+	unsigned binary_cleanup_ms;    /* binary_cleanup_interval, 30 s */
+	/* hibernation of idle clients and upstreams */
+	int hibernation_enabled;       /* default true */
+	unsigned hibernation_idle_ms;  /* hibernation_idle_timeout, 300 s */
+	size_t hibernation_memory_threshold; /* free memory kept for reuse, 8 MiB */
+	/* local client sockets: SO_SNDBUF / SO_RCVBUF, 0: kernel default */
+	size_t client_sndbuf, client_rcvbuf;
 };
 
 /* Sets every global default; no endpoints. */

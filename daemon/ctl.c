@@ -287,7 +287,8 @@ static void ctl_json_pool_slot(struct metrics_out *o, const struct endpoint *ep,
 	metrics_out_printf(o, ",\"idle_close\":%s}", ev_is_active(&sl->idle) ? "true" : "false");
 }
 
-/* POOL: the upstream pool of each endpoint, then every slot. */
+/* POOL: the upstream pool of each endpoint, then every slot, then the
+ * binary pool, interned strings and hibernation. */
 static void ctl_cmd_pool(struct ctl *k, struct metrics_out *o, size_t n)
 {
 	const struct router *rt = k->rt;
@@ -308,7 +309,9 @@ static void ctl_cmd_pool(struct ctl *k, struct metrics_out *o, size_t n)
 			ctl_json_pool_slot(o, rt->eps[i], &rt->eps[i]->slots[s]);
 		}
 	}
-	metrics_out_puts(o, "]}");
+	metrics_out_puts(o, "],");
+	metrics_fmt_pool(&k->metrics, o);
+	metrics_out_puts(o, "}");
 }
 
 static void ctl_cmd_history(struct ctl *k, struct metrics_out *o, size_t n)

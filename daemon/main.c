@@ -22,7 +22,10 @@
 #include "conf/conf.h"
 #include "ipc/ipc_server.h"
 #include "log.h"
+#include "bpool.h"
+#include "intern.h"
 #include "daemon/ctl.h"
+#include "daemon/mem.h"
 #include "daemon/notify.h"
 #include "daemon/router.h"
 
@@ -46,6 +49,7 @@ struct phxd {
 	struct notify notify;
 	int control_fd;          /* "control" socket from the service manager, until ctl has it */
 	struct ctl ctl;          /* the control socket, metrics and alerts */
+	struct mem mem;          /* binary pool cleanup, hibernation */
 };
 
 static void usage(FILE *f)
@@ -63,6 +67,22 @@ static void usage(FILE *f)
 		"  -h, --help            this help\n\n"
 		"Protocol: docs/PROTOCOL.md, or man phxd.  Try: socat - UNIX-CONNECT:SOCKET\n",
 		SYSCONFDIR);
+}
+
+/* Client socket settings that follow the configuration. */
+static void phxd_ipc_settings(struct phxd *d)
+{
+	struct ipc_server *s = &d->ipc;
+	s->max_line = d->conf.max_line;
+	s->queue_max = d->conf.client_queue_max;
+	s->max_clients = d->conf.max_clients;
+	s->sndbuf = d->conf.client_sndbuf;
+	s->rcvbuf = d->conf.client_rcvbuf;
+	/* supplementary groups matter only to [access] rules naming groups */
+	s->want_groups = 0;
+	for (size_t i = 0; i < d->conf.naccess; i++)
+		if (d->conf.access[i].ngids)
+			s->want_groups = 1;
 }
 
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
@@ -167,9 +187,8 @@ static void phxd_reload(struct phxd *d)
 	d->conf = nc;
 	d->router.conf = &d->conf;
 	ctl_reload(&d->ctl);
-	d->ipc.max_line = d->conf.max_line;
-	d->ipc.queue_max = d->conf.client_queue_max;
-	d->ipc.max_clients = d->conf.max_clients;
+	phxd_ipc_settings(d);
+	mem_reload(&d->mem, &d->conf);
 	log_set_level((enum log_level)d->conf.log_level);
 	log_notice("configuration reloaded (%zu endpoint%s)", d->conf.nendpoints,
 		   d->conf.nendpoints == 1 ? "" : "s");
@@ -349,6 +368,7 @@ int main(int argc, char **argv)
 	}
 	ipc_server_init(&d.ipc, d.loop, &phxd_ipc_handlers, &d.router, d.conf.max_line,
 			d.conf.client_queue_max, d.conf.max_clients);
+	phxd_ipc_settings(&d);
 	if (phxd_listen(&d, err, sizeof(err)) < 0 || phxd_control(&d, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		ctl_close(&d.ctl);
@@ -365,6 +385,7 @@ int main(int argc, char **argv)
 	ev_signal_start(d.loop, &d.sigterm);
 	ev_signal_start(d.loop, &d.sigint);
 	ev_signal_start(d.loop, &d.sighup);
+	mem_init(&d.mem, d.loop, &d.conf, &d.router, &d.ipc);
 
 	log_notice("phxd %s listening on %s (%zu endpoint%s, default '%s')", PACKAGE_VERSION,
 		   d.ipc.path, d.conf.nendpoints, d.conf.nendpoints == 1 ? "" : "s",
@@ -378,6 +399,7 @@ int main(int argc, char **argv)
 
 	notify_stopping();
 	notify_stop(&d.notify);
+	mem_stop(&d.mem);
 	ctl_close(&d.ctl);
 	ipc_server_close(&d.ipc, "shutting down");
 	router_fini(&d.router);
@@ -387,6 +409,9 @@ int main(int argc, char **argv)
 	phxd_close_control(&d);
 	conf_free(&d.conf);
 	ev_loop_destroy(d.loop);
+	/* what the pool still keeps goes too (a clean exit for leak checkers) */
+	intern_flush();
+	bpool_trim(0);
 	log_notice("stopped");
 	return 0;
 }

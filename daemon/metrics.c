@@ -16,7 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bpool.h"
 #include "buf.h"
+#include "intern.h"
 #include "conf/conf.h"
 #include "ipc/ipc_server.h"
 #include "json.h"
@@ -419,7 +421,7 @@ static void metrics_collect_upstreams(const struct router *rt, struct metrics_no
 			n->up_payload_in += up->payload_in;
 			n->up_payload_out += up->payload_out;
 			n->up_buf_bytes += up->rbuf.cap + up->wbuf.cap + up->frame.cap +
-					   up->zout.cap + up->zin.cap;
+					   up->zout.cap + up->zin.cap + up->msg.cap;
 		}
 	}
 }
@@ -718,6 +720,34 @@ static void metrics_json_cache(struct metrics_out *o, const struct metrics_now *
 	metrics_out_puts(o, "}");
 }
 
+void metrics_fmt_pool(const struct metrics *m, struct metrics_out *o)
+{
+	const struct bpool_stats *b = bpool_stats();
+	const struct intern_stats *is = intern_stats();
+	static const char *const bk[] = { "hits", "misses", "bytes_saved", "releases",
+					  "released_bytes", "entries", "bytes", "in_use",
+					  "in_use_bytes", "trims" };
+	uint64_t bv[] = { b->hits, b->misses, b->saved, b->releases, b->released_bytes,
+			  b->entries, b->bytes, b->in_use, b->in_use_bytes, b->trims };
+	metrics_out_puts(o, "\"binary_pool\":{");
+	metrics_json_u64s(o, bk, bv, ARRAY_SIZE(bk));
+	static const char *const ik[] = { "hits", "misses", "releases", "entries", "unused",
+					  "bytes" };
+	uint64_t iv[] = { is->hits, is->misses, is->releases, is->entries, is->unused,
+			  is->bytes };
+	metrics_out_puts(o, "},\"interned\":{");
+	metrics_json_u64s(o, ik, iv, ARRAY_SIZE(ik));
+	static const char *const hk[] = { "clients", "upstreams", "client_wakeups",
+					  "upstream_wakeups", "client_released_bytes",
+					  "upstream_released_bytes" };
+	uint64_t hv[] = { m->ipc->hibernating, m->rt->ups_hibernating, m->ipc->wakeups,
+			  m->rt->ups_wakeups, m->ipc->hib_bytes, m->rt->ups_hib_bytes };
+	metrics_out_printf(o, "},\"hibernation\":{\"enabled\":%s,",
+			   m->conf->hibernation_enabled ? "true" : "false");
+	metrics_json_u64s(o, hk, hv, ARRAY_SIZE(hk));
+	metrics_out_puts(o, "}");
+}
+
 static void metrics_json_alert_names(const struct metrics *m, struct metrics_out *o)
 {
 	int first = 1;
@@ -750,6 +780,8 @@ void metrics_fmt_stats(const struct metrics *m, struct metrics_out *o)
 					  "upstream_buffer_bytes" };
 	uint64_t mv[] = { n.rss, n.client_buf_bytes, n.up_buf_bytes };
 	metrics_json_u64s(o, mk, mv, ARRAY_SIZE(mk));
+	metrics_out_puts(o, ",");
+	metrics_fmt_pool(m, o);
 
 	metrics_out_puts(o, "},\"clients\":{");
 	static const char *const ck[] = { "connected", "accepted", "refused", "lines_in",
@@ -828,6 +860,50 @@ static void metrics_prom_inout(struct metrics_out *o, const char *name, const ch
 	metrics_prom_u64(o, name, &lo, 1, out);
 }
 
+/* The binary pool, interned strings and hibernation. */
+static void metrics_prom_pool(const struct metrics *m, struct metrics_out *o)
+{
+	const struct bpool_stats *b = bpool_stats();
+	const struct intern_stats *is = intern_stats();
+	struct metrics_label lc = { "owner", "clients" }, lu = { "owner", "upstreams" };
+
+	metrics_prom_one(o, "phxd_binary_pool_hits_total", METRICS_COUNTER,
+			 "Buffer blocks served from the binary pool.", b->hits);
+	metrics_prom_one(o, "phxd_binary_pool_misses_total", METRICS_COUNTER,
+			 "Buffer blocks the binary pool had to allocate.", b->misses);
+	metrics_prom_one(o, "phxd_binary_pool_saved_bytes_total", METRICS_COUNTER,
+			 "Bytes served from the binary pool instead of malloc.", b->saved);
+	metrics_prom_one(o, "phxd_binary_pool_releases_total", METRICS_COUNTER,
+			 "Blocks the binary pool gave back to malloc (age, limits).",
+			 b->releases);
+	metrics_prom_one(o, "phxd_binary_pool_bytes", METRICS_GAUGE,
+			 "Free memory the binary pool keeps for reuse.", b->bytes);
+	metrics_prom_one(o, "phxd_binary_pool_entries", METRICS_GAUGE,
+			 "Free blocks the binary pool keeps for reuse.", b->entries);
+	metrics_prom_one(o, "phxd_binary_pool_in_use_bytes", METRICS_GAUGE,
+			 "Pool-class blocks in use by buffers.", b->in_use_bytes);
+	metrics_prom_one(o, "phxd_memory_trims_total", METRICS_COUNTER,
+			 "Times freed memory was given back to the system (malloc_trim).",
+			 b->trims);
+	metrics_prom_one(o, "phxd_interned_strings", METRICS_GAUGE,
+			 "Interned strings (topics, event names) held.", is->entries);
+	metrics_prom_one(o, "phxd_interned_bytes", METRICS_GAUGE,
+			 "Memory of the interned strings.", is->bytes);
+	metrics_prom_family(o, "phxd_hibernating", METRICS_GAUGE,
+			    "Idle connections whose buffers are released.");
+	metrics_prom_u64(o, "phxd_hibernating", &lc, 1, m->ipc->hibernating);
+	metrics_prom_u64(o, "phxd_hibernating", &lu, 1, m->rt->ups_hibernating);
+	metrics_prom_family(o, "phxd_hibernation_wakeups_total", METRICS_COUNTER,
+			    "Hibernating connections woken by traffic.");
+	metrics_prom_u64(o, "phxd_hibernation_wakeups_total", &lc, 1, m->ipc->wakeups);
+	metrics_prom_u64(o, "phxd_hibernation_wakeups_total", &lu, 1, m->rt->ups_wakeups);
+	metrics_prom_family(o, "phxd_hibernation_released_bytes_total", METRICS_COUNTER,
+			    "Buffer memory released by hibernation.");
+	metrics_prom_u64(o, "phxd_hibernation_released_bytes_total", &lc, 1, m->ipc->hib_bytes);
+	metrics_prom_u64(o, "phxd_hibernation_released_bytes_total", &lu, 1,
+			 m->rt->ups_hib_bytes);
+}
+
 static void metrics_prom_process(const struct metrics *m, struct metrics_out *o,
 				 const struct metrics_now *n)
 {
@@ -849,6 +925,7 @@ static void metrics_prom_process(const struct metrics *m, struct metrics_out *o,
 			    "Memory allocated for connection buffers.");
 	metrics_prom_u64(o, "phxd_buffer_bytes", &lc, 1, n->client_buf_bytes);
 	metrics_prom_u64(o, "phxd_buffer_bytes", &lu, 1, n->up_buf_bytes);
+	metrics_prom_pool(m, o);
 }
 
 static void metrics_prom_clients(const struct metrics *m, struct metrics_out *o,

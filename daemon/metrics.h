@@ -223,5 +223,8 @@ void metrics_fmt_prom(const struct metrics *m, struct metrics_out *o);
 void metrics_fmt_history(const struct metrics *m, struct metrics_out *o, size_t n);
 void metrics_fmt_alerts(const struct metrics *m, struct metrics_out *o);
 void metrics_fmt_report(const struct metrics *m, struct metrics_out *o);
+/* The binary pool, interned strings and hibernation as JSON members
+ * ("binary_pool":{..},"interned":{..},"hibernation":{..}), no braces around. */
+void metrics_fmt_pool(const struct metrics *m, struct metrics_out *o);
 
 #endif

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "b64.h"
+#include "bpool.h"
+#include "intern.h"
 #include "conf/conf.h"
 #include "ipc/ipc_server.h"
 #include "json.h"
@@ -43,8 +45,9 @@ struct push {
 	char ref[24];
 	char tag[IPC_TAG_MAX + 1];
 	size_t topic_len, event_len, payload_len;
-	char *event, *payload;          /* held while buffered; NULL once sent */
-	char topic[];
+	const char *topic;              /* interned (common/intern) */
+	const char *event;              /* interned while buffered; NULL once sent */
+	char *payload;                  /* a pool block while buffered; NULL once sent */
 };
 
 static const char *const EMPTY_OBJ = "{}";
@@ -148,6 +151,15 @@ static void push_arm_timer(struct endpoint *ep)
 	ev_timer_start(rt->loop, &ep->push_timer);
 }
 
+/* The event and payload of a buffered push: not needed once sent. */
+static void push_release_body(struct push *p)
+{
+	intern_put(p->event);
+	bpool_put(p->payload, bpool_class_size(p->payload_len));
+	p->event = NULL;
+	p->payload = NULL;
+}
+
 /* Unlinks and frees a push; the client's pending count drops. */
 static void push_free(struct push *p)
 {
@@ -161,7 +173,9 @@ static void push_free(struct push *p)
 		hmap_del(&ep->inflight, p->ref, strlen(p->ref));
 	struct ipc_client *c = p->client;
 	list_del(&p->client_node);
-	free(p);
+	push_release_body(p);
+	intern_put(p->topic);
+	bpool_put(p, bpool_class_size(sizeof(*p)));
 	if (was_head)
 		push_arm_timer(ep);
 	if (c)
@@ -180,6 +194,68 @@ static void push_fail(struct push *p, const char *reason, const char *detail)
 	push_free(p);
 }
 
+/* Channel traffic on an upstream (heartbeats do not count): it is active,
+ * and awake if it was hibernating. */
+static void slot_touch(struct up_slot *sl)
+{
+	struct router *rt = sl->ep->rt;
+	sl->last_ms = (uint64_t)(ev_now(rt->loop) * 1000.);
+	if (sl->hibernating) {
+		sl->hibernating = 0;
+		rt->ups_hibernating--;
+		rt->ups_wakeups++;
+	}
+}
+
+/* The frame prefix of this join's pushes: ["JOIN_REF"," | ",TOPIC, — a push
+ * then copies it around its ref instead of encoding the topic again. */
+static void chan_build_prefix(struct chan *ch)
+{
+	struct buf *b = &ch->pre;
+	buf_reset(b);
+	buf_puts(b, "[\"");
+	buf_puts(b, ch->join_ref);
+	buf_puts(b, "\",\"");
+	ch->pre_split = buf_len(b);
+	buf_puts(b, "\",");
+	json_put_str(b, ch->topic, ch->topic_len);
+	if (buf_putc(b, ',') < 0)
+		buf_reset(b); /* out of memory: chan_send_push encodes in full */
+}
+
+/* A JSON push [join_ref, ref, topic, event, payload] on the channel's
+ * upstream, from its prefix; 0 or a negative errno as up_conn_send_json. */
+static int chan_send_push(struct chan *ch, const char *ref, const char *event, size_t elen,
+			  const char *payload, size_t plen)
+{
+	struct up_conn *up = &ch->slot->up;
+	struct buf *f = &ch->ep->rt->frame;
+	slot_touch(ch->slot);
+	if (buf_len(&ch->pre) == 0)
+		return up_conn_send_json(up, ch->join_ref, ref, ch->topic, ch->topic_len, event,
+					 elen, payload, plen);
+	const char *pre = buf_rptr(&ch->pre);
+	buf_reset(f);
+	int r = buf_append(f, pre, ch->pre_split);
+	if (!r)
+		r = buf_puts(f, ref);
+	if (!r)
+		r = buf_append(f, pre + ch->pre_split, buf_len(&ch->pre) - ch->pre_split);
+	if (!r)
+		r = json_put_str(f, event, elen);
+	if (!r)
+		r = buf_putc(f, ',');
+	if (!r)
+		r = buf_append(f, payload, plen);
+	if (!r)
+		r = buf_putc(f, ']');
+	if (!r)
+		r = up_conn_send_text(up, buf_rptr(f), buf_len(f));
+	if (f->cap > 65536)
+		buf_free(f);
+	return r;
+}
+
 /* Sends a buffered push now that its channel is joined. */
 static int push_send(struct push *p)
 {
@@ -187,11 +263,11 @@ static int push_send(struct push *p)
 	struct up_conn *up = &ch->slot->up;
 	char ref[24];
 	up_conn_next_ref(up, ref);
+	slot_touch(ch->slot);
 	int r = p->binary ?
 		up_conn_send_binary(up, ch->join_ref, ref, ch->topic, ch->topic_len,
 				    p->event, p->event_len, p->payload, p->payload_len) :
-		up_conn_send_json(up, ch->join_ref, ref, ch->topic, ch->topic_len,
-				  p->event, p->event_len, p->payload, p->payload_len);
+		chan_send_push(ch, ref, p->event, p->event_len, p->payload, p->payload_len);
 	if (r < 0)
 		return r;
 	memcpy(p->ref, ref, sizeof(ref));
@@ -204,6 +280,7 @@ static int push_send(struct push *p)
 	p->sent_us = util_now_us();
 	ch->msgs_out++;
 	ch->bytes_out += p->payload_len;
+	push_release_body(p);
 	return 0;
 }
 
@@ -411,14 +488,19 @@ static void slot_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static struct chan *chan_new(struct endpoint *ep, const char *topic, size_t tlen,
 			     const char *params, size_t plen)
 {
-	struct chan *ch = calloc(1, sizeof(*ch) + tlen + 1);
+	struct chan *ch = calloc(1, sizeof(*ch));
 	if (!ch)
 		return NULL;
 	ch->ep = ep;
-	memcpy(ch->topic, topic, tlen);
+	ch->topic = intern_get(topic, tlen);
+	if (!ch->topic) {
+		free(ch);
+		return NULL;
+	}
 	ch->topic_len = tlen;
 	buf_init(&ch->params, 0);
 	buf_init(&ch->resp, 0);
+	buf_init(&ch->pre, 0);
 	list_init(&ch->subs);
 	list_init(&ch->pushes);
 	if (backoff_parse(&ch->rejoin_bo, ep->conf->rejoin_backoff, 25) < 0)
@@ -435,6 +517,7 @@ static struct chan *chan_new(struct endpoint *ep, const char *topic, size_t tlen
 			   buf_puts(&ch->params, EMPTY_OBJ)) < 0 ||
 	    hmap_put(&ep->chans, ch->topic, tlen, ch) < 0) {
 		buf_free(&ch->params);
+		intern_put(ch->topic);
 		free(ch);
 		return NULL;
 	}
@@ -536,6 +619,8 @@ static void chan_send_join(struct chan *ch)
 		return;
 	}
 	up_conn_next_ref(up, ch->join_ref);
+	chan_build_prefix(ch);
+	slot_touch(ch->slot);
 	if (up_conn_send_json(up, ch->join_ref, ch->join_ref, ch->topic, ch->topic_len,
 			      "phx_join", 8, buf_rptr(&ch->params), buf_len(&ch->params)) < 0) {
 		ch->state = CH_WAIT_UP;
@@ -569,6 +654,7 @@ static void chan_destroy(struct chan *ch, int send_leave)
 	    up_conn_is_open(&ch->slot->up)) {
 		char ref[24];
 		up_conn_next_ref(&ch->slot->up, ref);
+		slot_touch(ch->slot);
 		up_conn_send_json(&ch->slot->up, ch->join_ref, ref, ch->topic, ch->topic_len,
 				  "phx_leave", 9, EMPTY_OBJ, 2);
 	}
@@ -592,6 +678,8 @@ static void chan_destroy(struct chan *ch, int send_leave)
 	hmap_del(&ep->chans, ch->topic, ch->topic_len);
 	buf_free(&ch->params);
 	buf_free(&ch->resp);
+	buf_free(&ch->pre);
+	intern_put(ch->topic);
 	free(ch);
 }
 
@@ -768,6 +856,7 @@ static void deliver_event(struct chan *ch, const struct phx_msg *m)
 static void up_on_message(struct up_conn *up, const struct phx_msg *m)
 {
 	struct up_slot *sl = up->owner;
+	slot_touch(sl);
 	struct endpoint *ep = sl->ep;
 	struct chan *ch = hmap_get(&ep->chans, m->topic, m->topic_len);
 
@@ -873,7 +962,8 @@ static const struct up_callbacks router_up_cbs = {
 /* ------------------------------------------------------ access control */
 
 /* The [access] section for this client: the first whose uid or gid list
- * names it, or one with neither list.  NULL: none matches (denied). */
+ * names it (its primary group or a supplementary one), or one with neither
+ * list.  NULL: none matches (denied). */
 static const struct conf_access *access_for(const struct router *rt, const struct ipc_client *c)
 {
 	const struct conf *cf = rt->conf;
@@ -884,9 +974,14 @@ static const struct conf_access *access_for(const struct router *rt, const struc
 		for (size_t k = 0; k < a->nuids; k++)
 			if (a->uids[k] == (unsigned)c->uid)
 				return a;
-		for (size_t k = 0; k < a->ngids; k++)
+		for (size_t k = 0; k < a->ngids; k++) {
 			if (a->gids[k] == (unsigned)c->gid)
 				return a;
+			/* supplementary groups count too (SO_PEERGROUPS) */
+			for (unsigned j = 0; j < c->ngroups; j++)
+				if (a->gids[k] == (unsigned)c->groups[j])
+					return a;
+		}
 	}
 	return NULL;
 }
@@ -1117,8 +1212,8 @@ static void cmd_push(struct router *rt, struct ipc_client *c, const struct ipc_c
 		reply_err(c, tag, verb, ch->topic, ch->topic_len, "push buffer full", NULL);
 		return;
 	}
-	size_t extra = send_now ? 0 : cmd->event.len + 1 + plen + 1;
-	struct push *p = malloc(sizeof(*p) + ch->topic_len + 1 + extra);
+	/* from the binary pool, the topic shared with the channel */
+	struct push *p = bpool_get(sizeof(*p));
 	if (!p) {
 		reply_err(c, tag, verb, ch->topic, ch->topic_len, "out of memory", NULL);
 		return;
@@ -1129,7 +1224,7 @@ static void cmd_push(struct router *rt, struct ipc_client *c, const struct ipc_c
 	p->client = c;
 	p->binary = binary;
 	memcpy(p->tag, tag, strlen(tag) + 1);
-	memcpy(p->topic, ch->topic, ch->topic_len + 1);
+	p->topic = intern_dup(ch->topic);
 	p->topic_len = ch->topic_len;
 	p->deadline = util_now_ms() + ep->conf->push_timeout_ms;
 	list_init(&p->chan_node);
@@ -1138,14 +1233,15 @@ static void cmd_push(struct router *rt, struct ipc_client *c, const struct ipc_c
 	if (send_now) {
 		char ref[24];
 		up_conn_next_ref(up, ref);
+		slot_touch(ch->slot);
 		int r = binary ?
 			up_conn_send_binary(up, ch->join_ref, ref, ch->topic, ch->topic_len,
 					    cmd->event.p, cmd->event.len, payload, plen) :
-			up_conn_send_json(up, ch->join_ref, ref, ch->topic, ch->topic_len,
-					  cmd->event.p, cmd->event.len, payload, plen);
+			chan_send_push(ch, ref, cmd->event.p, cmd->event.len, payload, plen);
 		if (r < 0 || (memcpy(p->ref, ref, sizeof(ref)),
 			      hmap_put(&ep->inflight, p->ref, strlen(p->ref), p)) < 0) {
-			free(p);
+			intern_put(p->topic);
+			bpool_put(p, bpool_class_size(sizeof(*p)));
 			reply_err(c, tag, verb, ch->topic, ch->topic_len, "upstream unavailable",
 				  r < 0 ? strerror(-r) : "out of memory");
 			return;
@@ -1157,13 +1253,20 @@ static void cmd_push(struct router *rt, struct ipc_client *c, const struct ipc_c
 		ch->bytes_out += plen;
 		ch->last_ms = p->sent_us / 1000;
 	} else {
-		p->event = p->topic + ch->topic_len + 1;
-		memcpy(p->event, cmd->event.p, cmd->event.len);
-		p->event[cmd->event.len] = '\0';
-		p->event_len = cmd->event.len;
-		p->payload = p->event + cmd->event.len + 1;
-		memcpy(p->payload, payload, plen);
+		/* held until sent: the event name interned, the payload in a
+		 * pool block */
+		p->event = intern_get(cmd->event.p, cmd->event.len);
+		p->payload = bpool_get(plen);
 		p->payload_len = plen;
+		if (!p->event || !p->payload) {
+			push_release_body(p);
+			intern_put(p->topic);
+			bpool_put(p, bpool_class_size(sizeof(*p)));
+			reply_err(c, tag, verb, ch->topic, ch->topic_len, "out of memory", NULL);
+			return;
+		}
+		p->event_len = cmd->event.len;
+		memcpy(p->payload, payload, plen);
 		ch->nbuffered++;
 	}
 	list_add_tail(&ch->pushes, &p->chan_node);
@@ -1386,6 +1489,8 @@ static void ep_free(struct endpoint *ep, const char *why)
 	for (unsigned k = 0; ep->slots && k < ep->nslots; k++) {
 		struct up_slot *sl = &ep->slots[k];
 		ev_timer_stop(rt->loop, &sl->idle);
+		if (sl->hibernating)
+			rt->ups_hibernating--;
 		if (sl->up.loop)
 			up_conn_close(&sl->up, why ? why : "shutting down");
 	}
@@ -1540,6 +1645,29 @@ out:
 	return r;
 }
 
+size_t router_hibernate_idle(struct router *rt, uint64_t now_ms, uint64_t idle_ms)
+{
+	size_t freed = 0;
+	for (size_t i = 0; i < rt->neps; i++) {
+		struct endpoint *ep = rt->eps[i];
+		for (unsigned k = 0; k < ep->nslots; k++) {
+			struct up_slot *sl = &ep->slots[k];
+			if (!up_conn_is_open(&sl->up) || now_ms - sl->last_ms < idle_ms)
+				continue;
+			/* heartbeats since the last round took buffers again:
+			 * released again, without counting a new hibernation */
+			freed += up_conn_hibernate(&sl->up);
+			/* (a partly read frame or queued writes keep it awake) */
+			if (!sl->hibernating && up_conn_is_hibernated(&sl->up)) {
+				sl->hibernating = 1;
+				rt->ups_hibernating++;
+			}
+		}
+	}
+	rt->ups_hib_bytes += freed;
+	return freed;
+}
+
 int router_init(struct router *rt, struct ev_loop *loop, const struct conf *conf,
 		char *err, size_t errlen)
 {
@@ -1548,6 +1676,7 @@ int router_init(struct router *rt, struct ev_loop *loop, const struct conf *conf
 	rt->conf = conf;
 	buf_init(&rt->line, 0);
 	buf_init(&rt->bin, 0);
+	buf_init(&rt->frame, 0);
 	ev_timer_init(&rt->routes_cleanup, routes_cleanup_cb, conf->route_cleanup_ms / 1000.0,
 		      conf->route_cleanup_ms / 1000.0);
 	rt->eps = calloc(conf->nendpoints, sizeof(*rt->eps));
@@ -1585,4 +1714,5 @@ void router_fini(struct router *rt)
 	rt->routes = route_cache_close(rt->routes);
 	buf_free(&rt->line);
 	buf_free(&rt->bin);
+	buf_free(&rt->frame);
 }

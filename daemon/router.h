@@ -46,6 +46,8 @@ struct up_slot {
 	unsigned limit;             /* channels it may carry; lowered when the
 				       server says "too many channels joined" */
 	ev_timer idle;              /* closes it when unused, above pool_min */
+	uint64_t last_ms;           /* last channel traffic (not heartbeats), ms */
+	int hibernating;            /* buffers dropped while idle */
 };
 
 struct chan {
@@ -67,8 +69,11 @@ struct chan {
 	ev_timer join_timer;        /* deadline of the oldest pending JOIN */
 	uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
 	uint64_t last_ms;           /* last message either way */
+	struct buf pre;             /* pre-encoded frame prefix of pushes: ["JOIN_REF","
+				       and ","TOPIC"," (pre_split: where the ref goes) */
+	size_t pre_split;
 	size_t topic_len;
-	char topic[];               /* NUL-terminated */
+	const char *topic;          /* NUL-terminated, interned (common/intern) */
 };
 
 struct endpoint {
@@ -104,6 +109,10 @@ struct router {
 	uint64_t denied, rate_limited, topic_limited;
 	uint64_t deny_log_ms;       /* last denial logged (rate-limited log) */
 	uint64_t deny_unlogged;     /* denials since then */
+	/* hibernation of idle upstreams */
+	unsigned ups_hibernating;
+	uint64_t ups_wakeups, ups_hib_bytes;
+	struct buf frame;           /* scratch: a push frame from a channel's prefix */
 };
 
 /* 0 or a negative errno with err.  conf must outlive the router. */
@@ -129,6 +138,11 @@ void router_routes_default_name(const char *socket_path, char *out, size_t n);
 
 /* Upstreams of an endpoint that are open. */
 unsigned router_ep_open(const struct endpoint *ep);
+
+/* Hibernation: every upstream without channel traffic for idle_ms at
+ * now_ms drops its buffers (up_conn_hibernate); returns the bytes
+ * released. */
+size_t router_hibernate_idle(struct router *rt, uint64_t now_ms, uint64_t idle_ms);
 
 /* ipc_server handlers (ctx is the router). */
 void router_on_command(void *ctx, struct ipc_client *c, const struct ipc_cmd *cmd);

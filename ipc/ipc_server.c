@@ -189,6 +189,7 @@ static void ipc_client_free(struct ipc_client *c)
 {
 	buf_free(&c->in);
 	buf_free(&c->out);
+	free(c->groups);
 	hmap_free(&c->subs);
 	free(c);
 }
@@ -200,6 +201,10 @@ static void ipc_client_kill(struct ipc_client *c)
 	if (c->dead)
 		return;
 	c->dead = 1;
+	if (c->hibernating) {
+		c->hibernating = 0;
+		s->hibernating--;
+	}
 	ev_io_stop(s->loop, &c->rio);
 	ev_io_stop(s->loop, &c->wio);
 	list_del(&c->dirty);
@@ -212,6 +217,18 @@ static void ipc_client_kill(struct ipc_client *c)
 	list_add_tail(&s->reap, &c->node);
 	s->nclients--;
 	log_debug("client %llu closed", (unsigned long long)c->id);
+}
+
+/* A byte in or out: the client is active (and awake). */
+static void ipc_touch(struct ipc_client *c)
+{
+	struct ipc_server *s = c->srv;
+	c->last_ms = (uint64_t)(ev_now(s->loop) * 1000.);
+	if (c->hibernating) {
+		c->hibernating = 0;
+		s->hibernating--;
+		s->wakeups++;
+	}
 }
 
 /* Writes queued output; returns -1 when the client had to be closed. */
@@ -234,6 +251,7 @@ static int ipc_client_flush(struct ipc_client *c)
 			return -1;
 		}
 		buf_consume(&c->out, (size_t)w);
+		c->last_ms = (uint64_t)(ev_now(s->loop) * 1000.);
 	}
 	ev_io_stop(s->loop, &c->wio);
 	list_del(&c->dirty);
@@ -301,17 +319,50 @@ void ipc_client_wrote(struct ipc_client *c, int r)
 
 struct buf *ipc_client_out(struct ipc_client *c)
 {
+	ipc_touch(c);
 	/* an empty queue takes one line whatever its size: a client that reads
 	 * can receive any event the upstream accepted */
 	c->out.max = buf_len(&c->out) ? c->srv->queue_max : 0;
 	return &c->out;
 }
 
+/* Sends what the socket takes now, without closing anything (the caller
+ * may be walking a channel's subscribers): 0, or -1 when the socket failed
+ * (the client is then closed in the prepare phase). */
+static int ipc_client_push_out(struct ipc_client *c)
+{
+	while (buf_len(&c->out) > 0) {
+		ssize_t w = send(c->fd, buf_rptr(&c->out), buf_len(&c->out),
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			ipc_client_close(c, NULL);
+			return -1;
+		}
+		buf_consume(&c->out, (size_t)w);
+		c->last_ms = (uint64_t)(ev_now(c->srv->loop) * 1000.);
+	}
+	return 0;
+}
+
 void ipc_client_write(struct ipc_client *c, const char *p, size_t n)
 {
 	if (c->dead || c->closing)
 		return;
-	ipc_client_wrote(c, buf_append(ipc_client_out(c), p, n));
+	int r = buf_append(ipc_client_out(c), p, n);
+	/* A full queue may only mean that a burst from the server came in
+	 * faster than this loop iteration flushes: a client that reads gets
+	 * its socket drained now, before its queue is judged.  (Not when the
+	 * socket is known to be full: the write watcher waits for it.) */
+	if (r == -EMSGSIZE && !ev_is_active(&c->wio)) {
+		if (ipc_client_push_out(c) < 0)
+			return;
+		r = buf_append(ipc_client_out(c), p, n);
+	}
+	ipc_client_wrote(c, r);
 }
 
 void ipc_client_check_done(struct ipc_client *c)
@@ -404,6 +455,7 @@ static void ipc_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	struct ipc_client *c = container_of(w, struct ipc_client, rio);
 	(void)loop;
 	(void)revents;
+	ipc_touch(c);
 	for (int i = 0; i < IPC_READS_PER_EVENT && !c->dead && !c->closing; i++) {
 		char *p = buf_reserve(&c->in, IPC_READ_CHUNK);
 		if (!p) {
@@ -482,6 +534,52 @@ static void ipc_refuse(struct ipc_server *s, int fd, const char *reason)
 	s->refused++;
 }
 
+/* The supplementary groups of the peer (Linux 4.13+: SO_PEERGROUPS); none
+ * when the kernel cannot tell, which access rules then treat as no match. */
+static void ipc_peer_groups(struct ipc_client *c, int fd)
+{
+#ifdef SO_PEERGROUPS
+	gid_t small[32];
+	socklen_t len = sizeof(small);
+	gid_t *g = small;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+		if (errno != ERANGE || !(g = malloc(len)))
+			return;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+			free(g);
+			return;
+		}
+	}
+	unsigned n = len / sizeof(gid_t);
+	if (n && g == small) {
+		g = malloc(n * sizeof(gid_t));
+		if (g)
+			memcpy(g, small, n * sizeof(gid_t));
+	}
+	if (!n || !g) {
+		if (g != small)
+			free(g);
+		return;
+	}
+	c->groups = g;
+	c->ngroups = n;
+#else
+	(void)c;
+	(void)fd;
+#endif
+}
+
+/* SO_SNDBUF / SO_RCVBUF of a client socket; a refusal is logged once. */
+static void ipc_sockbuf(int fd, int opt, size_t size, const char *name)
+{
+	static int warned;
+	int v = size > INT32_MAX ? INT32_MAX : (int)size;
+	if (setsockopt(fd, SOL_SOCKET, opt, &v, sizeof(v)) < 0 && !warned) {
+		warned = 1;
+		log_warn("%s = %zu: %s (the kernel default stays)", name, size, strerror(errno));
+	}
+}
+
 static void ipc_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct ipc_server *s = container_of(w, struct ipc_server, lio);
@@ -515,9 +613,16 @@ static void ipc_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			c->gid = cr.gid;
 			c->pid = cr.pid;
 		}
+		if (s->want_groups)
+			ipc_peer_groups(c, fd);
+		if (s->sndbuf)
+			ipc_sockbuf(fd, SO_SNDBUF, s->sndbuf, "client_sndbuf");
+		if (s->rcvbuf)
+			ipc_sockbuf(fd, SO_RCVBUF, s->rcvbuf, "client_rcvbuf");
 		c->srv = s;
 		c->fd = fd;
 		c->ep = -1;
+		c->last_ms = (uint64_t)(ev_now(loop) * 1000.);
 		c->id = ++s->next_id;
 		buf_init(&c->in, 0);
 		buf_init(&c->out, s->queue_max);
@@ -574,4 +679,32 @@ void ipc_server_close(struct ipc_server *s, const char *bye_reason)
 		unlink(s->path);
 		s->owns_path = 0;
 	}
+}
+
+size_t ipc_server_hibernate_idle(struct ipc_server *s, uint64_t now_ms, uint64_t idle_ms)
+{
+	struct list_node *n, *t;
+	size_t freed = 0;
+	list_for_each_safe(n, t, &s->clients) {
+		struct ipc_client *c = container_of(n, struct ipc_client, node);
+		if (c->dead || c->closing || c->eof || now_ms - c->last_ms < idle_ms)
+			continue;
+		/* what is still queued stays: a client that does not read keeps
+		 * its output until it reads or the queue limit closes it */
+		size_t before = c->in.cap + c->out.cap;
+		buf_release(&c->in);
+		buf_release(&c->out);
+		size_t after = c->in.cap + c->out.cap;
+		if (c->subs.n == 0 && c->subs.cap) {
+			before += c->subs.cap * sizeof(*c->subs.e);
+			hmap_free(&c->subs);
+		}
+		freed += before - after;
+		if (after == 0 && !c->hibernating) {
+			c->hibernating = 1;
+			s->hibernating++;
+		}
+	}
+	s->hib_bytes += freed;
+	return freed;
 }

@@ -44,6 +44,11 @@ struct ipc_client {
 	double push_tokens;      /* push_rate token bucket */
 	uint64_t push_ms;        /* its last refill; 0: never used */
 	int ep;                  /* endpoint chosen with USE; -1: the default */
+	/* memory */
+	uint64_t last_ms;        /* loop time of the last byte in or out */
+	int hibernating;         /* buffers dropped while idle (ipc_server_hibernate_idle) */
+	gid_t *groups;           /* supplementary groups (SO_PEERGROUPS), when asked for */
+	unsigned ngroups;
 };
 
 struct ipc_handlers {
@@ -64,6 +69,11 @@ struct ipc_server {
 	size_t max_line;
 	size_t queue_max;
 	unsigned max_clients;
+	int want_groups;         /* fetch each client's supplementary groups */
+	size_t sndbuf, rcvbuf;   /* SO_SNDBUF / SO_RCVBUF of client sockets; 0: default */
+	unsigned hibernating;    /* clients hibernating now */
+	uint64_t wakeups;        /* hibernating clients woken by traffic */
+	uint64_t hib_bytes;      /* buffer bytes released by hibernation */
 	unsigned nclients;
 	uint64_t next_id;
 	struct list_node clients, dirty, reap;
@@ -109,5 +119,11 @@ void ipc_client_close(struct ipc_client *c, const char *bye_reason);
 /* Called by the owner when npending drops: a half-closed client that has
  * nothing more to wait for is closed. */
 void ipc_client_check_done(struct ipc_client *c);
+
+/* Hibernation: every client idle (no byte in or out) for idle_ms or more at
+ * now_ms (loop time, ms) drops its empty buffers back to the pool and is
+ * counted as hibernating until its next byte either way.  Returns the
+ * bytes released. */
+size_t ipc_server_hibernate_idle(struct ipc_server *s, uint64_t now_ms, uint64_t idle_ms);
 
 #endif

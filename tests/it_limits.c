@@ -4,6 +4,7 @@
  * (the test must run as root for those, and skips them otherwise). */
 #include <check.h>
 #include <errno.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,36 @@ START_TEST(no_matching_section_denies)
 	IT_EXPECT_PREFIX(n, "ERR JOIN room:1 {\"reason\":\"access denied\"");
 	it_send(n, "PING");
 	IT_EXPECT(n, "OK PING - {}");
+	it_close(n);
+}
+END_TEST
+
+/* A group rule matches a client's supplementary groups too (SO_PEERGROUPS),
+ * not only its primary group. */
+START_TEST(supplementary_group)
+{
+	if (geteuid() != 0)
+		return;
+	char conf[256];
+	it_stop_pid(env.phxd, 5000);
+	snprintf(conf, sizeof(conf), "\n[access staff]\ngid = 4242\njoin = staff:*\n"
+		 "\n[access everyone]\njoin = room:*\n");
+	it_phxd_start(&env, "socket_mode = 0666", conf);
+	/* nobody, primary group nobody, supplementary group 4242 */
+	gid_t g = 4242;
+	ck_assert_int_eq(setgroups(1, &g), 0);
+	struct it_client *staff = connect_as_nobody();
+	ck_assert_int_eq(setgroups(0, NULL), 0);
+	struct it_client *n = connect_as_nobody();
+	it_send(staff, "JOIN staff:1");
+	IT_EXPECT(staff, "OK JOIN staff:1 {}");
+	it_send(staff, "JOIN room:1");
+	IT_EXPECT_PREFIX(staff, "ERR JOIN room:1 {\"reason\":\"access denied\"");
+	it_send(n, "JOIN staff:1");
+	IT_EXPECT_PREFIX(n, "ERR JOIN staff:1 {\"reason\":\"access denied\"");
+	it_send(n, "JOIN room:1");
+	IT_EXPECT(n, "OK JOIN room:1 {}");
+	it_close(staff);
 	it_close(n);
 }
 END_TEST
@@ -215,6 +246,7 @@ static Suite *limits_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, access_rules);
 	tcase_add_test(tc, no_matching_section_denies);
+	tcase_add_test(tc, supplementary_group);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("limits");
