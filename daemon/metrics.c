@@ -865,43 +865,58 @@ static void metrics_prom_pool(const struct metrics *m, struct metrics_out *o)
 {
 	const struct bpool_stats *b = bpool_stats();
 	const struct intern_stats *is = intern_stats();
-	struct metrics_label lc = { "owner", "clients" }, lu = { "owner", "upstreams" };
+	const struct {
+		const char *name;
+		enum metrics_type type;
+		const char *help;
+		uint64_t v;
+	} one[] = {
+		{ "phxd_binary_pool_hits_total", METRICS_COUNTER,
+		  "Buffer blocks served from the binary pool.", b->hits },
+		{ "phxd_binary_pool_misses_total", METRICS_COUNTER,
+		  "Buffer blocks the binary pool had to allocate.", b->misses },
+		{ "phxd_binary_pool_saved_bytes_total", METRICS_COUNTER,
+		  "Bytes served from the binary pool instead of malloc.", b->saved },
+		{ "phxd_binary_pool_releases_total", METRICS_COUNTER,
+		  "Blocks the binary pool gave back to malloc (age, limits).", b->releases },
+		{ "phxd_binary_pool_bytes", METRICS_GAUGE,
+		  "Free memory the binary pool keeps for reuse.", b->bytes },
+		{ "phxd_binary_pool_entries", METRICS_GAUGE,
+		  "Free blocks the binary pool keeps for reuse.", b->entries },
+		{ "phxd_binary_pool_in_use_bytes", METRICS_GAUGE,
+		  "Pool-class blocks in use by buffers.", b->in_use_bytes },
+		{ "phxd_memory_trims_total", METRICS_COUNTER,
+		  "Times freed memory was given back to the system (malloc_trim).", b->trims },
+		{ "phxd_interned_strings", METRICS_GAUGE,
+		  "Interned strings (topics, event names) held.", is->entries },
+		{ "phxd_interned_bytes", METRICS_GAUGE, "Memory of the interned strings.",
+		  is->bytes },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(one); i++)
+		metrics_prom_one(o, one[i].name, one[i].type, one[i].help, one[i].v);
 
-	metrics_prom_one(o, "phxd_binary_pool_hits_total", METRICS_COUNTER,
-			 "Buffer blocks served from the binary pool.", b->hits);
-	metrics_prom_one(o, "phxd_binary_pool_misses_total", METRICS_COUNTER,
-			 "Buffer blocks the binary pool had to allocate.", b->misses);
-	metrics_prom_one(o, "phxd_binary_pool_saved_bytes_total", METRICS_COUNTER,
-			 "Bytes served from the binary pool instead of malloc.", b->saved);
-	metrics_prom_one(o, "phxd_binary_pool_releases_total", METRICS_COUNTER,
-			 "Blocks the binary pool gave back to malloc (age, limits).",
-			 b->releases);
-	metrics_prom_one(o, "phxd_binary_pool_bytes", METRICS_GAUGE,
-			 "Free memory the binary pool keeps for reuse.", b->bytes);
-	metrics_prom_one(o, "phxd_binary_pool_entries", METRICS_GAUGE,
-			 "Free blocks the binary pool keeps for reuse.", b->entries);
-	metrics_prom_one(o, "phxd_binary_pool_in_use_bytes", METRICS_GAUGE,
-			 "Pool-class blocks in use by buffers.", b->in_use_bytes);
-	metrics_prom_one(o, "phxd_memory_trims_total", METRICS_COUNTER,
-			 "Times freed memory was given back to the system (malloc_trim).",
-			 b->trims);
-	metrics_prom_one(o, "phxd_interned_strings", METRICS_GAUGE,
-			 "Interned strings (topics, event names) held.", is->entries);
-	metrics_prom_one(o, "phxd_interned_bytes", METRICS_GAUGE,
-			 "Memory of the interned strings.", is->bytes);
-	metrics_prom_family(o, "phxd_hibernating", METRICS_GAUGE,
-			    "Idle connections whose buffers are released.");
-	metrics_prom_u64(o, "phxd_hibernating", &lc, 1, m->ipc->hibernating);
-	metrics_prom_u64(o, "phxd_hibernating", &lu, 1, m->rt->ups_hibernating);
-	metrics_prom_family(o, "phxd_hibernation_wakeups_total", METRICS_COUNTER,
-			    "Hibernating connections woken by traffic.");
-	metrics_prom_u64(o, "phxd_hibernation_wakeups_total", &lc, 1, m->ipc->wakeups);
-	metrics_prom_u64(o, "phxd_hibernation_wakeups_total", &lu, 1, m->rt->ups_wakeups);
-	metrics_prom_family(o, "phxd_hibernation_released_bytes_total", METRICS_COUNTER,
-			    "Buffer memory released by hibernation.");
-	metrics_prom_u64(o, "phxd_hibernation_released_bytes_total", &lc, 1, m->ipc->hib_bytes);
-	metrics_prom_u64(o, "phxd_hibernation_released_bytes_total", &lu, 1,
-			 m->rt->ups_hib_bytes);
+	const struct {
+		const char *name;
+		enum metrics_type type;
+		const char *help;
+		uint64_t clients, ups;
+	} two[] = {
+		{ "phxd_hibernating", METRICS_GAUGE,
+		  "Idle connections whose buffers are released.", m->ipc->hibernating,
+		  m->rt->ups_hibernating },
+		{ "phxd_hibernation_wakeups_total", METRICS_COUNTER,
+		  "Hibernating connections woken by traffic.", m->ipc->wakeups,
+		  m->rt->ups_wakeups },
+		{ "phxd_hibernation_released_bytes_total", METRICS_COUNTER,
+		  "Buffer memory released by hibernation.", m->ipc->hib_bytes,
+		  m->rt->ups_hib_bytes },
+	};
+	struct metrics_label lc = { "owner", "clients" }, lu = { "owner", "upstreams" };
+	for (size_t i = 0; i < ARRAY_SIZE(two); i++) {
+		metrics_prom_family(o, two[i].name, two[i].type, two[i].help);
+		metrics_prom_u64(o, two[i].name, &lc, 1, two[i].clients);
+		metrics_prom_u64(o, two[i].name, &lu, 1, two[i].ups);
+	}
 }
 
 static void metrics_prom_process(const struct metrics *m, struct metrics_out *o,

@@ -19,6 +19,8 @@
  * wrapper (valgrind), or when the counting shim was not built.
  */
 #include <check.h>
+
+#include "ck_run.h"
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -169,9 +171,5 @@ int main(void)
 	tcase_add_checked_fixture(tc, start, stop);
 	tcase_add_test(tc, steady_state);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run(s);
 }

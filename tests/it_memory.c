@@ -5,6 +5,8 @@
  * Timeouts are generous waits for something to happen (valgrind and the
  * sanitizers are slow), never assertions about speed. */
 #include <check.h>
+
+#include "ck_run.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,9 +190,5 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, disabled_means_awake);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run(s);
 }

@@ -6,6 +6,8 @@
 #include "intern.h"
 
 #include <check.h>
+
+#include "ck_run.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,9 +266,5 @@ int main(void)
 	tcase_add_test(tc, test_intern);
 	tcase_add_test(tc, test_intern_bound);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run(s);
 }

@@ -8,6 +8,8 @@
 #include "log.h"
 
 #include <check.h>
+
+#include "ck_run.h"
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -224,9 +226,5 @@ int main(void)
 	tcase_add_test(tc, hibernate_after_idle_timeout);
 	tcase_add_test(tc, queued_output_is_kept);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run(s);
 }
