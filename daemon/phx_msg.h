@@ -25,6 +25,9 @@ struct phx_msg {
 	size_t event_len;
 	const char *payload;            /* JSON text, or raw bytes when binary */
 	size_t payload_len;
+	int payload_nl;                 /* text: 1 when whitespace in the payload
+					 * holds a raw CR or LF (it must then be
+					 * compacted to go on a line); else 0 */
 	/* replies (event "phx_reply"): */
 	int is_reply;
 	char status[PHX_NAME_MAX + 1];  /* "ok", "error", ... */

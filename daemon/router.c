@@ -834,8 +834,8 @@ static void deliver_event(struct chan *ch, const struct phx_msg *m)
 	ch->last_ms = util_now_ms();
 	rt->events_in++;
 	buf_reset(line);
-	if (ipc_fmt_event(line, m->binary, ch->topic, ch->topic_len, m->event, m->event_len,
-			  m->payload, m->payload_len) < 0) {
+	if (ipc_fmt_event_nl(line, m->binary, ch->topic, ch->topic_len, m->event,
+			     m->event_len, m->payload, m->payload_len, m->payload_nl) < 0) {
 		/* e.g. an event name with a space cannot be written on a line */
 		rt->events_dropped++;
 		log_info("endpoint '%s': dropped event '%s' on '%s': not writable as a line",

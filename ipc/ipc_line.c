@@ -421,6 +421,12 @@ static void lw_field(struct lw *w, const char *p, size_t n)
 	lw_put(w, p, n);
 }
 
+/* 1 when the JSON text p[0..n) holds a raw CR or LF. */
+static int has_crlf(const char *p, size_t n)
+{
+	return n && (memchr(p, '\n', n) || memchr(p, '\r', n));
+}
+
 /* A JSON value kept on one line; n 0 writes {}. */
 static void lw_json(struct lw *w, const char *p, size_t n)
 {
@@ -428,7 +434,7 @@ static void lw_json(struct lw *w, const char *p, size_t n)
 		return;
 	if (n == 0)
 		lw_put(w, "{}", 2);
-	else if (memchr(p, '\n', n) || memchr(p, '\r', n))
+	else if (has_crlf(p, n))
 		w->r = json_put_compact(w->b, p, n);
 	else
 		lw_put(w, p, n);
@@ -485,7 +491,7 @@ static size_t payload_min(int binary, const char *p, size_t n)
 		return b64_enc_len(n);
 	if (n == 0)
 		return 2;
-	if (memchr(p, '\n', n) || memchr(p, '\r', n))
+	if (has_crlf(p, n))
 		return 0;
 	return n;
 }
@@ -576,11 +582,41 @@ int ipc_fmt_error(struct buf *out, const struct ipc_str *tag, const char *verb,
 int ipc_fmt_event(struct buf *out, int binary, const char *topic, size_t tlen,
 		  const char *event, size_t elen, const char *payload, size_t plen)
 {
+	return ipc_fmt_event_nl(out, binary, topic, tlen, event, elen, payload, plen,
+				!binary && has_crlf(payload, plen));
+}
+
+int ipc_fmt_event_nl(struct buf *out, int binary, const char *topic, size_t tlen,
+		     const char *event, size_t elen, const char *payload, size_t plen,
+		     int nl)
+{
 	const char *kind = binary ? "BEVENT" : "EVENT";
 	struct lw w;
 
 	if (!field_ok(topic, tlen) || !field_ok(event, elen))
 		return -EINVAL;
+	if (!binary && !nl) {
+		/* the usual event: its exact length, reserved once, and copies */
+		if (plen == 0) {
+			payload = "{}";
+			plen = 2;
+		}
+		size_t n = 6 + tlen + 1 + elen + 1 + plen + 1;
+		char *d = buf_reserve(out, n);
+		if (!d)
+			return -errno;
+		memcpy(d, "EVENT ", 6);
+		memcpy(d + 6, topic, tlen);
+		d += 6 + tlen;
+		*d++ = ' ';
+		memcpy(d, event, elen);
+		d += elen;
+		*d++ = ' ';
+		memcpy(d, payload, plen);
+		d[plen] = '\n';
+		buf_commit(out, n);
+		return 0;
+	}
 	lw_begin(&w, out, strlen(kind) + 1 + tlen + 1 + elen + 1 +
 		 payload_min(binary, payload, plen) + 1);
 	lw_put(&w, kind, strlen(kind));

@@ -105,6 +105,13 @@ int ipc_fmt_error(struct buf *out, const struct ipc_str *tag, const char *verb,
  * (payload are then the raw bytes). */
 int ipc_fmt_event(struct buf *out, int binary, const char *topic, size_t tlen,
 		  const char *event, size_t elen, const char *payload, size_t plen);
+/* ipc_fmt_event for a payload whose line breaks are known (phx_msg's
+ * payload_nl): nl 0 when a JSON payload holds no raw CR or LF (it is
+ * copied as it is, in one reservation), 1 when it may (it is compacted).
+ * Ignored when binary. */
+int ipc_fmt_event_nl(struct buf *out, int binary, const char *topic, size_t tlen,
+		     const char *event, size_t elen, const char *payload, size_t plen,
+		     int nl);
 
 /* "STATE TOPIC STATE PAYLOAD\n" */
 int ipc_fmt_state(struct buf *out, const char *topic, size_t tlen,

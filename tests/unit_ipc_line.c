@@ -775,6 +775,43 @@ START_TEST(test_fmt_bad_fields)
 }
 END_TEST
 
+/* ipc_fmt_event_nl writes what ipc_fmt_event writes when told the truth
+ * about raw line breaks; told "maybe" (1) it looks for itself. */
+START_TEST(test_fmt_event_nl)
+{
+	static const char *const pl[] = { "{\"msg\":\"hi all\"}", "", "[1, 2]", " ",
+		"\"a\\nb\"", "{\"k\" :\t1}", "[1,\n2]", "{\r\n}", "1" };
+	struct buf a, b;
+
+	buf_init(&a, 0);
+	buf_init(&b, 0);
+	for (size_t k = 0; k < sizeof(pl) / sizeof(pl[0]); k++) {
+		size_t n = strlen(pl[k]);
+		int nl = memchr(pl[k], '\n', n) || memchr(pl[k], '\r', n);
+		for (int maybe = 0; maybe <= 1; maybe++) {
+			buf_reset(&a);
+			buf_reset(&b);
+			ck_assert_int_eq(ipc_fmt_event(&a, 0, "room:lobby", 10, "shout", 5,
+						       pl[k], n), 0);
+			ck_assert_int_eq(ipc_fmt_event_nl(&b, 0, "room:lobby", 10, "shout", 5,
+							  pl[k], n, nl | maybe), 0);
+			ck_assert_uint_eq(buf_len(&a), buf_len(&b));
+			ck_assert(memcmp(buf_rptr(&a), buf_rptr(&b), buf_len(&a)) == 0);
+		}
+	}
+	buf_reset(&b);
+	ck_assert_int_eq(ipc_fmt_event_nl(&b, 1, "t", 1, "bin", 3, "\n\xff", 2, 0), 0);
+	ck_assert_int_eq(ipc_fmt_event_nl(&b, 0, "t", 1, "e", 1, NULL, 0, 0), 0);
+	buf_is(&b, "BEVENT t bin Cv8=\nEVENT t e {}\n");
+	ck_assert_int_eq(ipc_fmt_event_nl(&b, 0, "t", 1, "new msg", 7, "{}", 2, 0), -EINVAL);
+	ck_assert_int_eq(ipc_fmt_event_nl(&b, 0, "t\n", 2, "e", 1, "{}", 2, 0), -EINVAL);
+	ck_assert_int_eq(ipc_fmt_event_nl(&b, 0, "t", 1, "", 0, "{}", 2, 0), -EINVAL);
+	buf_is(&b, "BEVENT t bin Cv8=\nEVENT t e {}\n");
+	buf_free(&a);
+	buf_free(&b);
+}
+END_TEST
+
 /* Calls one formatter; which selects the case. */
 static int fmt_case(struct buf *b, int which)
 {
@@ -804,6 +841,12 @@ static int fmt_case(struct buf *b, int which)
 	case 6:
 		return ipc_fmt_state(b, "room:lobby", 10, "rejoining",
 				     "{\"reason\":\"x\"}", 14);
+	case 7: /* the one-reservation path */
+		return ipc_fmt_event_nl(b, 0, "room:lobby", 10, "shout", 5,
+					"{\"s\" : \"a  b\"}", 14, 0);
+	case 8:
+		return ipc_fmt_event_nl(b, 0, "room:lobby", 10, "shout", 5, multi,
+					sizeof(multi) - 1, 1);
 	default:
 		return ipc_fmt_bye(b, "output \"queue\" full");
 	}
@@ -922,8 +965,9 @@ static Suite *fmt_suite(void)
 	tcase_add_test(tc, test_fmt_roundtrip);
 	tcase_add_test(tc, test_fmt_error);
 	tcase_add_test(tc, test_fmt_event_state_bye);
+	tcase_add_test(tc, test_fmt_event_nl);
 	tcase_add_test(tc, test_fmt_bad_fields);
-	tcase_add_loop_test(tc, test_fmt_all_or_nothing, 0, 8);
+	tcase_add_loop_test(tc, test_fmt_all_or_nothing, 0, 10);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,6 +1,7 @@
 /* Unit tests: Phoenix V2 serializer (daemon/phx_msg.c). */
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,6 +133,79 @@ START_TEST(decode_every_prefix)
 }
 END_TEST
 
+/* Names are copied 8 bytes at a time while they are plain: every length
+ * around the word size, the quote, an escape, UTF-8 or a control byte in
+ * any position, and the size limits give what the byte-wise decoder gives. */
+START_TEST(decode_names_word_at_a_time)
+{
+	static const char *const odd[] = { "", "\\u0041", "\\\"", "\xc3\xa9", "\x01", "\x7f" };
+	static const char *const want[] = { "", "A", "\"", "\xc3\xa9", NULL, "\x7f" };
+	char name[PHX_NAME_MAX + 8], frame[1024];
+	struct phx_msg m;
+
+	for (size_t len = 1; len <= 40; len++) {
+		for (size_t k = 0; k < sizeof(odd) / sizeof(odd[0]); k++) {
+			for (size_t at = 0; at <= len; at += (k ? 1 : len + 1)) {
+				char exp[PHX_NAME_MAX + 8];
+				int n = snprintf(name, sizeof(name), "%.*s%s%.*s", (int)at,
+						 "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH", odd[k],
+						 (int)(len - at), "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefgh");
+				ck_assert_int_lt(n, (int)sizeof(name));
+				snprintf(frame, sizeof(frame), "[\"%s\",null,\"%s\",\"%s\",{}]", name, name, name);
+				int r = dec(frame, &m);
+				if (!want[k]) {
+					ck_assert_msg(r < 0, "control byte at %zu of %zu accepted", at, len);
+					continue;
+				}
+				snprintf(exp, sizeof(exp), "%.*s%s%.*s", (int)at,
+					 "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH", want[k],
+					 (int)(len - at), "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefgh");
+				ck_assert_msg(r == 0, "len %zu, odd %zu at %zu refused", len, k, at);
+				ck_assert_str_eq(m.join_ref, exp);
+				ck_assert_str_eq(m.topic, exp);
+				ck_assert_str_eq(m.event, exp);
+				ck_assert_uint_eq(m.topic_len, strlen(exp));
+				ck_assert_uint_eq(m.event_len, strlen(exp));
+			}
+		}
+	}
+	/* the limits: PHX_REF_MAX and PHX_NAME_MAX bytes fit, one more does not */
+	memset(name, 'r', PHX_REF_MAX + 1);
+	snprintf(frame, sizeof(frame), "[\"%.*s\",null,\"t\",\"e\",{}]", PHX_REF_MAX, name);
+	ck_assert_int_eq(dec(frame, &m), 0);
+	ck_assert_uint_eq(strlen(m.join_ref), PHX_REF_MAX);
+	snprintf(frame, sizeof(frame), "[\"%.*s\",null,\"t\",\"e\",{}]", PHX_REF_MAX + 1, name);
+	ck_assert_int_lt(dec(frame, &m), 0);
+	memset(name, 'n', PHX_NAME_MAX + 1);
+	snprintf(frame, sizeof(frame), "[null,null,\"%.*s\",\"e\",{}]", PHX_NAME_MAX, name);
+	ck_assert_int_eq(dec(frame, &m), 0);
+	ck_assert_uint_eq(m.topic_len, PHX_NAME_MAX);
+	snprintf(frame, sizeof(frame), "[null,null,\"%.*s\",\"e\",{}]", PHX_NAME_MAX + 1, name);
+	ck_assert_int_lt(dec(frame, &m), 0);
+}
+END_TEST
+
+/* payload_nl: whether the payload's whitespace holds a raw CR or LF. */
+START_TEST(decode_payload_nl)
+{
+	struct phx_msg m;
+	ck_assert_int_eq(dec("[null,null,\"t\",\"e\",{\"a\":\"b\\n\"}]", &m), 0);
+	ck_assert_int_eq(m.payload_nl, 0);
+	ck_assert_int_eq(dec("[null,null,\"t\",\"e\",{ \"a\" :\t1 }]\n", &m), 0);
+	ck_assert_int_eq(m.payload_nl, 0);
+	ck_assert_int_eq(dec("[null,null,\"t\",\"e\",{\"a\":\n1}]", &m), 0);
+	ck_assert_int_eq(m.payload_nl, 1);
+	ck_assert_int_eq(dec("[null,null,\"t\",\"e\",[1,\r2]]", &m), 0);
+	ck_assert_int_eq(m.payload_nl, 1);
+	ck_assert_int_eq(dec("[null,null,\"t\",\"e\",\n{}\n]", &m), 0);
+	ck_assert_int_eq(m.payload_nl, 0); /* around the payload, not in it */
+	static const unsigned char bc[] = { 2, 1, 1, 't', 'e', '\n', '\r' };
+	m.payload_nl = 1;
+	ck_assert_int_eq(phx_decode_binary(bc, sizeof(bc), &m), 0);
+	ck_assert_int_eq(m.payload_nl, 0);
+}
+END_TEST
+
 START_TEST(encode_json)
 {
 	struct buf b;
@@ -227,6 +301,8 @@ static Suite *phx_msg_suite(void)
 	tcase_add_test(tc, decode_rejects);
 	tcase_add_test(tc, decode_reply_one_pass);
 	tcase_add_test(tc, decode_every_prefix);
+	tcase_add_test(tc, decode_names_word_at_a_time);
+	tcase_add_test(tc, decode_payload_nl);
 	tcase_add_test(tc, encode_json);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("binary");

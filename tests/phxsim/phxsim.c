@@ -148,6 +148,8 @@ struct conn {
 	struct list_node pending;	/* struct pend, sorted by due time */
 	struct buf rbuf;		/* request head, then WebSocket bytes after it */
 	struct buf wbuf;		/* HTTP answer */
+	struct buf out;			/* WebSocket bytes for the socket, in order:
+					 * our frames and those wslay hands over */
 	wslay_event_context_ptr ws;
 	struct hmap chmap;		/* topic → struct chan (keys: topic->name) */
 	struct list_node chans;
@@ -615,10 +617,47 @@ static void conn_doom(struct conn *c, const char *why)
 	list_add_tail(&sim.doomed, &c->dnode);
 }
 
-/* Bytes queued for c: wslay's whole messages and our fragmented ones. */
+/* Bytes queued for c: wslay's whole messages, our fragmented ones, and
+ * the frames in c->out not yet written. */
 static size_t conn_queued(const struct conn *c)
 {
-	return wslay_event_get_queued_msg_length(c->ws) + c->frag_bytes;
+	return wslay_event_get_queued_msg_length(c->ws) + c->frag_bytes + buf_len(&c->out);
+}
+
+/* Anything for the socket? */
+static int conn_want_write(const struct conn *c)
+{
+	return buf_len(&c->out) || wslay_event_want_write(c->ws);
+}
+
+/* Encodes one unfragmented server frame (FIN, RSV bits rsv, not masked)
+ * straight into c->out: no wslay message, no copy of our own, no system
+ * call per frame.  Only when wslay holds nothing, so the order holds.
+ * 0 or WSLAY_ERR_NOMEM. */
+static int conn_put_frame(struct conn *c, uint8_t opcode, const void *p, size_t n,
+			  uint8_t rsv)
+{
+	size_t hl = n < 126 ? 2 : n <= 0xffff ? 4 : 10;
+	uint8_t *h = (uint8_t *)buf_reserve(&c->out, hl + n);
+
+	if (!h)
+		return WSLAY_ERR_NOMEM;
+	h[0] = (uint8_t)(0x80u | (unsigned)rsv << 4 | (opcode & 0x0fu));
+	if (n < 126) {
+		h[1] = (uint8_t)n;
+	} else if (n <= 0xffff) {
+		h[1] = 126;
+		h[2] = (uint8_t)(n >> 8);
+		h[3] = (uint8_t)n;
+	} else {
+		h[1] = 127;
+		for (int i = 0; i < 8; i++)
+			h[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+	}
+	if (n)
+		memcpy(h + hl, p, n);
+	buf_commit(&c->out, hl + n);
+	return 0;
 }
 
 static ssize_t frag_read_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
@@ -705,6 +744,10 @@ static void conn_queue(struct conn *c, uint8_t opcode, const void *p, size_t n)
 	}
 	if (sim.fragment && m.msg_length > sim.fragment)
 		r = conn_queue_frag(c, opcode, m.msg, m.msg_length, rsv);
+	else if (wslay_event_get_write_enabled(c->ws) && !wslay_event_want_write(c->ws))
+		/* wslay holds nothing (a close it queued would be there until
+		 * sent, and then writing is off): the frame goes after c->out */
+		r = conn_put_frame(c, opcode, m.msg, m.msg_length, rsv);
 	else
 		r = wslay_event_queue_msg_ex(c->ws, &m, rsv);
 	if (sim.zout.cap > (1u << 20))
@@ -985,6 +1028,7 @@ static void conn_close(struct conn *c, int graceful)
 	c->fd = -1;
 	buf_free(&c->rbuf);
 	buf_free(&c->wbuf);
+	buf_free(&c->out);
 	if (c->st == ST_WS)
 		sim.nws--;
 	log_debug("conn %lu (%s): closed", c->id, c->peer);
@@ -1015,7 +1059,7 @@ static void conn_update(struct conn *c)
 		case ST_WS:
 			if (wslay_event_want_read(c->ws))
 				ev |= c->rd_ev;
-			if (wslay_event_want_write(c->ws))
+			if (conn_want_write(c))
 				ev |= c->wr_ev;
 			break;
 		case ST_DEAD:
@@ -1229,18 +1273,20 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len
 	return -1;
 }
 
+/* wslay's frames join ours in c->out, whole (never a partial write, so
+ * wslay is never in the middle of a frame when conn_put_frame adds one);
+ * conn_out_write sends them. */
 static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
 			  size_t len, int flags, void *user)
 {
 	struct conn *c = user;
-	ssize_t r = conn_write(c, data, len, flags & WSLAY_MSG_MORE);
-	if (r >= 0) {
-		sim.st.ws_bytes_out += (unsigned long long)r;
-		return r;
+
+	(void)flags;
+	if (buf_append(&c->out, data, len) < 0) {
+		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
 	}
-	wslay_event_set_error(ctx, r == -EAGAIN ? WSLAY_ERR_WOULDBLOCK :
-			      WSLAY_ERR_CALLBACK_FAILURE);
-	return -1;
+	return (ssize_t)len;
 }
 
 /* A message with RSV1: inflated into sim.zin, with the client's window and
@@ -1310,6 +1356,28 @@ static const struct wslay_event_callbacks ws_callbacks = {
 /* ------------------------------------------------------------------------ */
 /* Connection state machine */
 
+/* Writes c->out until it is empty or the socket is full: large writes,
+ * however many frames they hold.  0 or a negative errno. */
+static int conn_out_write(struct conn *c)
+{
+	while (buf_len(&c->out)) {
+		size_t n = buf_len(&c->out);
+		ssize_t r = conn_write(c, buf_rptr(&c->out), n, 0);
+		if (r == -EAGAIN)
+			return 0;
+		if (r < 0)
+			return (int)r;
+		sim.st.ws_bytes_out += (unsigned long long)r;
+		buf_consume(&c->out, (size_t)r);
+		if (!c->ssl && (size_t)r < n)
+			return 0;	/* the socket is full: the next try would say so */
+	}
+	/* a flood's buffer goes once the flood is over */
+	if (c->out.cap > FLOOD_LOW && list_empty(&sim.floods))
+		buf_free(&c->out);
+	return 0;
+}
+
 /* WebSocket I/O.  0, or < 0 when c must be closed (-ECONNRESET: cleanly). */
 static int conn_ws_io(struct conn *c, int revents)
 {
@@ -1322,13 +1390,16 @@ static int conn_ws_io(struct conn *c, int revents)
 		if (c->st != ST_WS)
 			return 0;
 	}
-	if (wslay_event_want_write(c->ws)) {
-		r = wslay_event_send(c->ws);
-		if (r < 0)
+	if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) < 0)
+		return -EIO;
+	if (buf_len(&c->out)) {
+		if (conn_out_write(c) < 0)
 			return -EIO;
 		if (!list_empty(&sim.floods) && conn_queued(c) < FLOOD_LOW)
 			flood_kick();
 	}
+	if (buf_len(&c->out))
+		return 0;
 	if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws))
 		return -ECONNRESET;
 	if (c->closing_at && wslay_event_get_close_sent(c->ws))
@@ -1661,6 +1732,7 @@ static void conn_new(int fd, const struct sockaddr_storage *ss, socklen_t sl)
 	hmap_init(&c->chmap);
 	buf_init(&c->rbuf, 0);
 	buf_init(&c->wbuf, 0);
+	buf_init(&c->out, 0);
 	ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
 	ev_timer_init(&c->ptimer, ptimer_cb, 0.0, 0.0);
 	if (getnameinfo((const struct sockaddr *)ss, sl, host, sizeof(host), serv,
@@ -2866,8 +2938,9 @@ static void sim_cleanup(void)
 	list_for_each_safe(pos, tmp, &sim.conns) {
 		struct conn *c = container_of(pos, struct conn, node);
 		if (c->st == ST_WS && !sim.stalled &&
-		    wslay_event_queue_close(c->ws, 1001, NULL, 0) == 0)
-			wslay_event_send(c->ws);
+		    wslay_event_queue_close(c->ws, 1001, NULL, 0) == 0 &&
+		    wslay_event_send(c->ws) == 0)
+			conn_out_write(c);
 		conn_close(c, 1);
 	}
 	list_for_each_safe(pos, tmp, &sim.ctls)
