@@ -186,10 +186,10 @@ size_t bpool_trim(size_t keep_bytes)
 	return freed;
 }
 
-int bpool_give_back(void)
+int bpool_give_back(int force)
 {
 	static uint64_t seen;
-	if (P.st.released_bytes == seen)
+	if (!force && P.st.released_bytes == seen)
 		return 0;
 	seen = P.st.released_bytes;
 	malloc_trim(0);

@@ -57,9 +57,10 @@ size_t bpool_cleanup(void);
  * bytes freed. */
 size_t bpool_trim(size_t keep_bytes);
 
-/* When blocks were freed to malloc since the last call: malloc_trim(), so
- * glibc returns the free pages to the system.  1 when it trimmed. */
-int bpool_give_back(void);
+/* When blocks were freed to malloc since the last call, or force (the caller
+ * freed memory itself): malloc_trim(), so glibc returns the free pages to
+ * the system.  1 when it trimmed. */
+int bpool_give_back(int force);
 
 const struct bpool_stats *bpool_stats(void);
 

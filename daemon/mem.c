@@ -78,7 +78,8 @@ uint64_t mem_hibernate_now(struct mem *m)
 		log_debug("hibernation: %llu bytes of buffers released (%u clients, %u "
 			  "upstreams hibernating)", (unsigned long long)freed,
 			  m->ipc->hibernating, m->rt->ups_hibernating);
-	bpool_give_back();
+	/* (hibernation also frees what is not pooled: wslay contexts, tables) */
+	bpool_give_back(freed > 0);
 	return freed;
 }
 
@@ -100,5 +101,5 @@ static void mem_cleanup_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (blocks || strings)
 		log_debug("binary pool: released %zu blocks and %zu strings unused for %u ms",
 			  blocks, strings, m->conf->binary_max_age_ms);
-	bpool_give_back();
+	bpool_give_back(0);
 }
