@@ -1,24 +1,36 @@
-/* memory — phxd's memory with idle local clients and with idle upstreams.
+/* memory — phxd's memory with idle local clients and with idle upstreams,
+ * awake and hibernated.
  *
- *   clients:   one phxd (max_clients 100000); local clients are connected in
- *              steps (default 0, 1,000, 10,000), each says PING and reads
- *              the answer (so phxd has set it up fully), and at each step,
- *              once idle, phxd's VmRSS is read: per client = (RSS(N) -
- *              RSS(0)) / N.
- *   upstreams: for each count U (default 1, 16, 64) a fresh phxd with
+ * Every step runs two phxd side by side, each with its own phxsim:
+ *   A (awake):      hibernation_enabled = false; with --mallocs it runs
+ *                   with malloc_count.so preloaded and each record also has
+ *                   its live heap (bytes allocated and not freed), which
+ *                   counts bytes exactly where RSS counts pages;
+ *   B (hibernated): hibernation_idle_timeout = 500ms, never under the
+ *                   malloc counter or any other PHX_TEST_WRAPPER (unless
+ *                   --hib-mcount asks for its heap); read once its STATS
+ *                   counts every client and upstream as hibernating
+ *                   (buffers released, malloc_trim done).
+ *
+ *   clients:   local clients are connected to both in steps (default 0,
+ *              1,000, 10,000), each says PING and reads the answer (so phxd
+ *              has set it up fully), and at each step, once idle, VmRSS is
+ *              read: per client = (RSS(N) - RSS(0)) / N, for A and for B.
+ *              Each phxd's clients are held by a child process of their own
+ *              (two sets of 10,000 would pass a 20,000 descriptor limit).
+ *   upstreams: for each count U (default 1, 16, 64) a fresh A and B with
  *              pool_size = pool_min = U (kept warm), no channels; RSS once
- *              phxsim sees U connections: per upstream = (RSS(U) - RSS(1)) /
- *              (U - 1).
- * With --mallocs SO, phxd runs with malloc_count.so preloaded and each
- * record also has the live heap (bytes allocated and not freed), which
- * counts bytes exactly where RSS counts pages.
- *
- * Hibernation (idle clients and upstreams giving back their buffers) is not
- * in phxd yet: the records carry hibernated_* fields as null, for the
- * report's column.
+ *              phxsim sees U connections (and, for B, STATS U upstreams
+ *              hibernating): per upstream = (RSS(U) - RSS(1)) / (U - 1).
+ * Each record also has the free blocks phxd's binary pool keeps for reuse
+ * (pool_kib, STATS binary_pool.bytes), for A and for B: what hibernation
+ * releases goes there first and leaves it (to malloc, then malloc_trim)
+ * past binary_pool_size / hibernation_memory_threshold or after
+ * binary_max_age, so B runs with binary_max_age = 1s and is read 1.5 s
+ * after everything hibernates: the steady state of an idle phxd.
  *
  *   bench/memory [--clients 0,1000,10000] [--upstreams 1,16,64]
- *                [--mallocs SO --mcount FILE]
+ *                [--mallocs SO --mcount FILE [--hib-mcount FILE]]
  *
  * Needs PHXD_BIN and PHXSIM_BIN.  One JSON record per step on stdout.
  */
@@ -28,10 +40,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench/bench_util.h"
@@ -39,13 +54,30 @@
 
 #define MAX_STEPS 16
 #define SETTLE_US 300000        /* after the last change, before reading RSS */
+#define HIB_WAIT_S 60           /* for B's STATS to count everyone hibernating */
+
+static const char awake_conf[] = "max_clients = 100000\nhibernation_enabled = false\n";
+/* B: hibernation after 500 ms idle, and the pool's free blocks released
+ * after 1 s unused: the figure is the steady state of an idle phxd (with
+ * the defaults the same comes binary_max_age = 300 s later) */
+static const char hib_conf[] = "max_clients = 100000\nhibernation_idle_timeout = 500ms\n"
+			       "binary_max_age = 1s\nbinary_cleanup_interval = 200ms\n";
 
 struct opts {
 	long clients[MAX_STEPS];
 	int nclients;
 	long ups[MAX_STEPS];
 	int nups;
-	const char *so, *mfile;
+	const char *so, *mfile, *hib_mfile;
+};
+
+/* One phxd of the pair: its processes and, for clients, the child that
+ * holds its connections. */
+struct side {
+	struct it_env env;
+	const volatile struct bu_mcount *mc;
+	pid_t holder;
+	int hfd;                /* socketpair to the holder */
 };
 
 static int parse_list(const char *s, long *out, int max)
@@ -68,20 +100,53 @@ static double heap_kib(const volatile struct bu_mcount *mc)
 	return mc ? (double)mc->live / 1024.0 : NAN;
 }
 
-static void start_env(struct it_env *e, const struct opts *o, const char *endpoint_conf)
+/* Starts A (hib 0: PHX_TEST_WRAPPER as set, or the malloc counter) or B
+ * (hib 1: no wrapper, or only the counter of --hib-mcount). */
+static void side_start(struct side *s, const struct opts *o, int hib, const char *endpoint_conf)
 {
-	if (o->so)
-		bu_mcount_wrap(o->so, o->mfile);
-	it_env_start(e, NULL, "max_clients = 100000\n", endpoint_conf);
+	const char *mfile = hib ? o->hib_mfile : o->mfile;
+
+	memset(s, 0, sizeof(*s));
+	s->hfd = -1;
+	if (!hib) {
+		if (o->so)
+			bu_mcount_wrap(o->so, o->mfile);
+		it_env_start(&s->env, NULL, awake_conf, endpoint_conf);
+	} else {
+		const char *w = getenv("PHX_TEST_WRAPPER");
+		char *saved = w ? strdup(w) : NULL;
+		if (w && !saved)
+			bu_die("memory: out of memory");
+		unsetenv("PHX_TEST_WRAPPER");
+		if (mfile)
+			bu_mcount_wrap(o->so, mfile);
+		it_env_start(&s->env, NULL, hib_conf, endpoint_conf);
+		if (saved)
+			setenv("PHX_TEST_WRAPPER", saved, 1);
+		else
+			unsetenv("PHX_TEST_WRAPPER");
+		free(saved);
+	}
+	s->mc = mfile ? bu_mcount_open(mfile) : NULL;
 }
 
-/* Connects clients until there are want, each PINGed and answered. */
-static void grow_to(struct it_env *e, int *fds, long *have, long want)
+static void side_stop(struct side *s)
+{
+	if (s->hfd >= 0) {
+		close(s->hfd);  /* the holder closes its clients and exits */
+		waitpid(s->holder, NULL, 0);
+		s->hfd = -1;
+	}
+	it_env_stop(&s->env);
+}
+
+/* Connects clients to sock until there are want, each PINGed and answered. */
+static void grow_to(const char *sock, int *fds, long *have, long want)
 {
 	char line[256];
 
 	for (; *have < want; (*have)++) {
-		int fd = bu_unix_connect(e->sock);
+		int fd = bu_unix_connect(sock);
 		if (fd < 0)
 			bu_die("memory: connect %ld: %s", *have, strerror(errno));
 		if (send(fd, "PING\n", 5, MSG_NOSIGNAL) != 5 ||
@@ -92,48 +157,115 @@ static void grow_to(struct it_env *e, int *fds, long *have, long want)
 	}
 }
 
-static void clients_run(const struct opts *o)
+/* The holder: reads a client count from fd, grows to it, answers with the
+ * count; exits (closing every client) when fd closes. */
+static void __attribute__((noreturn)) holder_main(int fd, const char *sock, long max)
 {
-	struct it_env env;
-	long max = 0, have = 0;
-	double rss0 = 0, heap0 = 0;
-
-	for (int i = 0; i < o->nclients; i++)
-		if (o->clients[i] > max)
-			max = o->clients[i];
-	if (bu_raise_nofile() < max + 64)
-		bu_die("memory: %ld clients need more descriptors (ulimit -n)", max);
 	int *fds = calloc((size_t)max + 1, sizeof(*fds));
+	long have = 0, want;
+
 	if (!fds)
 		bu_die("memory: out of memory");
-	start_env(&env, o, NULL);
-	const volatile struct bu_mcount *mc = o->mfile ? bu_mcount_open(o->mfile) : NULL;
-	for (int i = 0; i < o->nclients; i++) {
-		long want = o->clients[i];
-		grow_to(&env, fds, &have, want);
-		usleep(SETTLE_US);
-		double rss = (double)bu_rss_kib(env.phxd), heap = heap_kib(mc);
-		if (i == 0) {
-			rss0 = rss;
-			heap0 = heap;
-		}
-		char kase[32];
-		snprintf(kase, sizeof(kase), "clients-%ld", want);
-		bu_rec_begin("memory", "phxd", kase);
-		bu_rec_num("clients", (double)want);
-		bu_rec_num("rss_kib", rss);
-		bu_rec_num("heap_kib", heap);
-		bu_rec_num("rss_per_client_kib", want && i ? (rss - rss0) / (double)want : NAN);
-		bu_rec_num("heap_per_client_kib", want && i ? (heap - heap0) / (double)want : NAN);
-		bu_rec_num("hibernated_rss_per_client_kib", NAN);
-		bu_rec_end();
+	while (read(fd, &want, sizeof(want)) == (ssize_t)sizeof(want)) {
+		if (want > max)
+			bu_die("memory: holder asked for %ld clients", want);
+		grow_to(sock, fds, &have, want);
+		if (send(fd, &have, sizeof(have), MSG_NOSIGNAL) != (ssize_t)sizeof(have))
+			break;
 	}
-	for (long k = 0; k < have; k++)
-		close(fds[k]);
-	free(fds);
-	it_env_stop(&env);
+	_exit(0);
 }
 
+/* other: the side whose holder may already run (its socket must not stay
+ * open in this child, or that holder never sees it close). */
+static void holder_start(struct side *s, const struct side *other, long max)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		bu_die("memory: socketpair: %s", strerror(errno));
+	fflush(NULL);   /* the child must not write the records again */
+	pid_t pid = fork();
+	if (pid < 0)
+		bu_die("memory: fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(sv[0]);
+		if (other && other->hfd >= 0)
+			close(other->hfd);
+		holder_main(sv[1], s->env.sock, max);
+	}
+	close(sv[1]);
+	s->holder = pid;
+	s->hfd = sv[0];
+}
+
+static void holder_ask(struct side *s, long want)
+{
+	if (send(s->hfd, &want, sizeof(want), MSG_NOSIGNAL) != (ssize_t)sizeof(want))
+		bu_die("memory: holder: %s", strerror(errno));
+}
+
+static void holder_wait(struct side *s, long want)
+{
+	long have;
+
+	if (read(s->hfd, &have, sizeof(have)) != (ssize_t)sizeof(have) || have != want)
+		bu_die("memory: the holder of %s did not reach %ld clients", s->env.sock, want);
+}
+
+/* The number after "key": inside the object "obj": of phxd's STATS (an
+ * object without nested ones); -1 when it is missing. */
+static long stat_num(struct it_env *e, const char *obj, const char *key)
+{
+	const char *st = it_phxd_ctl(e, "STATS");
+	char pat[64];
+
+	if (!st)
+		return -1;
+	snprintf(pat, sizeof(pat), "\"%s\":{", obj);
+	const char *o = strstr(st, pat);
+	if (!o)
+		return -1;
+	const char *end = strchr(o + strlen(pat), '}');
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	const char *k = strstr(o, pat);
+	if (!k || !end || k > end)
+		return -1;
+	return strtol(k + strlen(pat), NULL, 10);
+}
+
+/* The free blocks phxd's binary pool keeps for reuse, KiB (STATS). */
+static double pool_kib(struct side *s)
+{
+	long b = stat_num(&s->env, "binary_pool", "bytes");
+	return b < 0 ? NAN : (double)b / 1024.0;
+}
+
+/* Waits until B's STATS counts clients and upstreams hibernating; dies
+ * after HIB_WAIT_S. */
+static void wait_hibernated(struct side *s, long clients, long ups)
+{
+	double end = bu_now() + HIB_WAIT_S;
+	long c = -1, u = -1;
+
+	while (bu_now() < end) {
+		c = stat_num(&s->env, "hibernation", "clients");
+		u = stat_num(&s->env, "hibernation", "upstreams");
+		if (c == clients && u == ups)
+			break;
+		usleep(50000);
+	}
+	if (c == clients && u == ups) {
+		/* the pool's age release (1 s) and its malloc_trim */
+		usleep(1500000);
+		return;
+	}
+	bu_die("memory: after %d s, %ld of %ld clients and %ld of %ld upstreams hibernate",
+	       HIB_WAIT_S, c, clients, u, ups);
+}
+
+/* phxsim's count of WebSocket connections reaches n; 0 after 30 s. */
 static int wait_connections(struct it_env *e, long n)
 {
 	double end = bu_now() + 30;
@@ -148,45 +280,121 @@ static int wait_connections(struct it_env *e, long n)
 	return 0;
 }
 
+static void clients_run(const struct opts *o)
+{
+	struct side a, b;
+	long max = 0;
+	double rss0 = 0, heap0 = 0, hrss0 = 0, hheap0 = 0, hpool0 = 0;
+
+	for (int i = 0; i < o->nclients; i++)
+		if (o->clients[i] > max)
+			max = o->clients[i];
+	if (bu_raise_nofile() < max + 64)
+		bu_die("memory: %ld clients need more descriptors (ulimit -n)", max);
+	side_start(&a, o, 0, NULL);
+	side_start(&b, o, 1, NULL);
+	/* the default pool keeps one upstream open: B's hibernates too */
+	if (!wait_connections(&a.env, 1) || !wait_connections(&b.env, 1))
+		bu_die("memory: phxd did not open its upstream");
+	holder_start(&a, NULL, max);
+	holder_start(&b, &a, max);
+	for (int i = 0; i < o->nclients; i++) {
+		long want = o->clients[i];
+		holder_ask(&a, want);
+		holder_ask(&b, want);
+		holder_wait(&a, want);
+		holder_wait(&b, want);
+		usleep(SETTLE_US);
+		double rss = (double)bu_rss_kib(a.env.phxd), heap = heap_kib(a.mc);
+		wait_hibernated(&b, want, 1);
+		usleep(SETTLE_US);
+		double hrss = (double)bu_rss_kib(b.env.phxd), hheap = heap_kib(b.mc);
+		double pool = pool_kib(&a), hpool = pool_kib(&b);
+		if (i == 0) {
+			rss0 = rss;
+			heap0 = heap;
+			hrss0 = hrss;
+			hheap0 = hheap;
+			hpool0 = hpool;
+		}
+		char kase[32];
+		snprintf(kase, sizeof(kase), "clients-%ld", want);
+		bu_rec_begin("memory", "phxd", kase);
+		bu_rec_num("clients", (double)want);
+		bu_rec_num("rss_kib", rss);
+		bu_rec_num("heap_kib", heap);
+		bu_rec_num("rss_per_client_kib", want && i ? (rss - rss0) / (double)want : NAN);
+		bu_rec_num("heap_per_client_kib", want && i ? (heap - heap0) / (double)want : NAN);
+		bu_rec_num("pool_kib", pool);
+		bu_rec_num("hibernated_rss_kib", hrss);
+		bu_rec_num("hibernated_heap_kib", hheap);
+		bu_rec_num("hibernated_pool_kib", hpool);
+		bu_rec_num("hibernated_rss_per_client_kib",
+			   want && i ? (hrss - hrss0) / (double)want : NAN);
+		bu_rec_num("hibernated_heap_per_client_kib",
+			   want && i ? (hheap - hheap0) / (double)want : NAN);
+		bu_rec_num("hibernated_pool_per_client_kib",
+			   want && i ? (hpool - hpool0) / (double)want : NAN);
+		bu_rec_end();
+	}
+	side_stop(&a);
+	side_stop(&b);
+}
+
 static void upstreams_run(const struct opts *o)
 {
-	double rss1 = NAN, heap1 = NAN;
+	double rss1 = NAN, heap1 = NAN, hrss1 = NAN, hheap1 = NAN, hpool1 = NAN;
 	long u1 = 0;
 
 	for (int i = 0; i < o->nups; i++) {
-		struct it_env env;
+		struct side a, b;
 		char conf[128];
 		long u = o->ups[i];
 		snprintf(conf, sizeof(conf), "pool_size = %ld\npool_min = %ld\n", u, u);
-		start_env(&env, o, conf);
-		const volatile struct bu_mcount *mc = o->mfile ? bu_mcount_open(o->mfile) : NULL;
-		if (!wait_connections(&env, u))
+		side_start(&a, o, 0, conf);
+		side_start(&b, o, 1, conf);
+		if (!wait_connections(&a.env, u) || !wait_connections(&b.env, u))
 			bu_die("memory: phxd did not open %ld upstreams", u);
 		usleep(SETTLE_US);
-		double rss = (double)bu_rss_kib(env.phxd), heap = heap_kib(mc);
+		double rss = (double)bu_rss_kib(a.env.phxd), heap = heap_kib(a.mc);
+		wait_hibernated(&b, 0, u);
+		usleep(SETTLE_US);
+		double hrss = (double)bu_rss_kib(b.env.phxd), hheap = heap_kib(b.mc);
+		double pool = pool_kib(&a), hpool = pool_kib(&b);
 		if (i == 0) {
 			rss1 = rss;
 			heap1 = heap;
+			hrss1 = hrss;
+			hheap1 = hheap;
+			hpool1 = hpool;
 			u1 = u;
 		}
+		double du = (double)(u - u1);
 		char kase[32];
 		snprintf(kase, sizeof(kase), "upstreams-%ld", u);
 		bu_rec_begin("memory", "phxd", kase);
 		bu_rec_num("upstreams", (double)u);
 		bu_rec_num("rss_kib", rss);
 		bu_rec_num("heap_kib", heap);
-		bu_rec_num("rss_per_upstream_kib", i ? (rss - rss1) / (double)(u - u1) : NAN);
-		bu_rec_num("heap_per_upstream_kib", i ? (heap - heap1) / (double)(u - u1) : NAN);
-		bu_rec_num("hibernated_rss_per_upstream_kib", NAN);
+		bu_rec_num("rss_per_upstream_kib", i ? (rss - rss1) / du : NAN);
+		bu_rec_num("heap_per_upstream_kib", i ? (heap - heap1) / du : NAN);
+		bu_rec_num("pool_kib", pool);
+		bu_rec_num("hibernated_rss_kib", hrss);
+		bu_rec_num("hibernated_heap_kib", hheap);
+		bu_rec_num("hibernated_pool_kib", hpool);
+		bu_rec_num("hibernated_rss_per_upstream_kib", i ? (hrss - hrss1) / du : NAN);
+		bu_rec_num("hibernated_heap_per_upstream_kib", i ? (hheap - hheap1) / du : NAN);
+		bu_rec_num("hibernated_pool_per_upstream_kib", i ? (hpool - hpool1) / du : NAN);
 		bu_rec_end();
-		it_env_stop(&env);
+		side_stop(&a);
+		side_stop(&b);
 	}
 }
 
 static void usage(void)
 {
 	fprintf(stderr, "usage: memory [--clients 0,1000,10000] [--upstreams 1,16,64] "
-			"[--mallocs SO --mcount FILE]\n");
+			"[--mallocs SO --mcount FILE [--hib-mcount FILE]]\n");
 	exit(2);
 }
 
@@ -199,20 +407,22 @@ int main(int argc, char **argv)
 		{ "upstreams", required_argument, NULL, 'u' },
 		{ "mallocs", required_argument, NULL, 'a' },
 		{ "mcount", required_argument, NULL, 'f' },
+		{ "hib-mcount", required_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int k;
 
-	while ((k = getopt_long(argc, argv, "c:u:a:f:", lopts, NULL)) != -1) {
+	while ((k = getopt_long(argc, argv, "c:u:a:f:h:", lopts, NULL)) != -1) {
 		switch (k) {
 		case 'c': o.nclients = parse_list(optarg, o.clients, MAX_STEPS); break;
 		case 'u': o.nups = parse_list(optarg, o.ups, MAX_STEPS); break;
 		case 'a': o.so = optarg; break;
 		case 'f': o.mfile = optarg; break;
+		case 'h': o.hib_mfile = optarg; break;
 		default: usage();
 		}
 	}
-	if (o.nclients < 0 || o.nups < 0 || !o.so != !o.mfile)
+	if (o.nclients < 0 || o.nups < 0 || !o.so != !o.mfile || (o.hib_mfile && !o.so))
 		usage();
 	for (int i = 0; i < o.nups; i++)
 		if (o.ups[i] < 1 || o.ups[i] > 64)
