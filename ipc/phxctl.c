@@ -104,7 +104,7 @@ static void usage(FILE *f)
 		"  routes [N]             channels, busiest first (the N busiest)\n"
 		"  upstreams              upstream connections\n"
 		"  clients                local clients\n"
-		"  pool                   the upstream pool of each endpoint\n"
+		"  pool                   the upstream pools, binary pool, hibernation\n"
 		"  history [N]            the last N samples (default all)\n"
 		"  alerts                 alert states and thresholds\n"
 		"  report                 a human-readable summary\n"
