@@ -142,6 +142,46 @@ START_TEST(test_pool_options)
 }
 END_TEST
 
+/* The memory options: values parsed, defaults, and ranges refused with the
+ * option's hint. */
+START_TEST(test_memory_options)
+{
+	struct conf c;
+	expect_ok(&c, MIN_EP);
+	ck_assert_uint_eq(c.binary_pool_size, 1000);
+	ck_assert_uint_eq(c.binary_max_age_ms, 300000);
+	ck_assert_uint_eq(c.binary_cleanup_ms, 30000);
+	ck_assert_int_eq(c.hibernation_enabled, 1);
+	ck_assert_uint_eq(c.hibernation_idle_ms, 300000);
+	ck_assert_uint_eq(c.hibernation_memory_threshold, 8u << 20);
+	ck_assert_uint_eq(c.client_sndbuf, 0);
+	conf_free(&c);
+	expect_ok(&c, "binary_pool_size = 0\nbinary_max_age = 2m\nbinary_cleanup_interval = 250ms\n"
+		  "hibernation_enabled = off\nhibernation_idle_timeout = 1s\n"
+		  "hibernation_memory_threshold = 64k\nclient_sndbuf = 1M\nclient_rcvbuf = 512k\n"
+		  MIN_EP);
+	ck_assert_uint_eq(c.binary_pool_size, 0);
+	ck_assert_uint_eq(c.binary_max_age_ms, 120000);
+	ck_assert_uint_eq(c.binary_cleanup_ms, 250);
+	ck_assert_int_eq(c.hibernation_enabled, 0);
+	ck_assert_uint_eq(c.hibernation_idle_ms, 1000);
+	ck_assert_uint_eq(c.hibernation_memory_threshold, 64u << 10);
+	ck_assert_uint_eq(c.client_sndbuf, 1u << 20);
+	ck_assert_uint_eq(c.client_rcvbuf, 512u << 10);
+	conf_free(&c);
+	expect_global_err("binary_pool_size = -1",
+			  "binary_pool_size: bad value '-1' (integer 0..1000000 (0: no pooling))");
+	expect_global_err("binary_max_age = 500ms",
+			  "binary_max_age: bad value '500ms' (duration 1s..24h, e.g. 300s)");
+	expect_global_err("hibernation_idle_timeout = 0",
+			  "hibernation_idle_timeout: bad value '0' (duration 100ms..24h, e.g. 300s)");
+	expect_global_err("hibernation_enabled = maybe",
+			  "hibernation_enabled: bad value 'maybe' (true/false, yes/no, on/off or 1/0)");
+	expect_global_err("client_sndbuf = 1G",
+			  "client_sndbuf: bad value '1G' (size 0..256M (0: kernel default))");
+}
+END_TEST
+
 START_TEST(test_access_sections)
 {
 	struct conf c;
@@ -1248,7 +1288,7 @@ int main(void)
 	SRunner *sr = srunner_create(NULL);
 
 	SUITE("defaults", test_defaults_global, test_defaults_endpoint, test_pool_options,
-	      test_access_sections);
+	      test_access_sections, test_memory_options);
 	SUITE("options", test_all_options, test_bool_values, test_log_levels, test_ranges,
 	      test_strings, test_params_headers, test_url_option, test_control_options);
 	SUITE("errors", test_errors_brief, test_errors_more, test_errors_bytes);
