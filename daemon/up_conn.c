@@ -339,20 +339,28 @@ static int up_ws_want_write(struct up_conn *up)
 /* Stops reading and answers a broken stream with a close frame (code per
  * RFC 6455 7.4.1); the connection goes down once the close is written, with
  * the reason logged (up_update_io).  Reading stops at once. */
+/* Formats the reason into last_error (the arguments may point at it). */
+static void up_set_error_v(struct up_conn *up, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+static void up_set_error_v(struct up_conn *up, const char *fmt, va_list ap)
+{
+	char msg[sizeof(up->last_error)];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	memcpy(up->last_error, msg, sizeof(msg));
+}
+
 static void up_proto_fail(struct up_conn *up, uint16_t code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void up_proto_fail(struct up_conn *up, uint16_t code, const char *fmt, ...)
 {
-	char msg[sizeof(up->last_error)];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	up_set_error_v(up, fmt, ap);
 	va_end(ap);
-	memcpy(up->last_error, msg, sizeof(msg));
 	up->rd_shut = 1;
 	wslay_event_context_ptr ws = up_wslay(up);
 	if (!ws || wslay_event_queue_close(ws, code, NULL, 0) != 0)
-		up_fail(up, "%s", msg); /* no close frame possible: just go */
+		up_fail(up, "%s", up->last_error); /* no close frame possible: just go */
 }
 
 /* Inflates a message that came with RSV1 into up->zin and points *msg at
@@ -658,12 +666,10 @@ static void up_down(struct up_conn *up, const char *reason)
 
 static void up_fail(struct up_conn *up, const char *fmt, ...)
 {
-	char msg[sizeof(up->last_error)];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap); /* args may point at last_error */
+	up_set_error_v(up, fmt, ap);
 	va_end(ap);
-	memcpy(up->last_error, msg, sizeof(msg));
 	if (up->in_recv) {
 		up->closing = 1; /* finish once wslay returns */
 		return;
@@ -675,12 +681,10 @@ static void up_fail(struct up_conn *up, const char *fmt, ...)
  * inside the caller: for failures on the owner's send path. */
 static void up_fail_later(struct up_conn *up, const char *fmt, ...)
 {
-	char msg[sizeof(up->last_error)];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	up_set_error_v(up, fmt, ap);
 	va_end(ap);
-	memcpy(up->last_error, msg, sizeof(msg));
 	up->closing = 1;
 	up_schedule_flush(up);
 }
