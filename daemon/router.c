@@ -230,7 +230,6 @@ static int chan_send_push(struct chan *ch, const char *ref, const char *event, s
 {
 	struct up_conn *up = &ch->slot->up;
 	struct buf *f = &ch->ep->rt->frame;
-	slot_touch(ch->slot);
 	if (buf_len(&ch->pre) == 0)
 		return up_conn_send_json(up, ch->join_ref, ref, ch->topic, ch->topic_len, event,
 					 elen, payload, plen);
