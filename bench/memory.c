@@ -280,11 +280,62 @@ static int wait_connections(struct it_env *e, long n)
 	return 0;
 }
 
+/* One step's figures: A awake, B once everything hibernates. */
+struct figs {
+	double rss, heap, pool;         /* A */
+	double hrss, hheap, hpool;      /* B */
+};
+
+static void measure(struct side *a, struct side *b, long clients, long ups, struct figs *f)
+{
+	usleep(SETTLE_US);
+	f->rss = (double)bu_rss_kib(a->env.phxd);
+	f->heap = heap_kib(a->mc);
+	wait_hibernated(b, clients, ups);
+	usleep(SETTLE_US);
+	f->hrss = (double)bu_rss_kib(b->env.phxd);
+	f->hheap = heap_kib(b->mc);
+	f->pool = pool_kib(a);
+	f->hpool = pool_kib(b);
+}
+
+/* A record of the step: its figures, and per unit ("client", "upstream")
+ * their growth over the base step divided by du (NAN: no per-unit figure). */
+static void record(const char *kase, const char *unit, long n, const struct figs *f,
+		   const struct figs *base, double du)
+{
+	char key[64];
+	bu_rec_begin("memory", "phxd", kase);
+	snprintf(key, sizeof(key), "%ss", unit);
+	bu_rec_num(key, (double)n);
+	bu_rec_num("rss_kib", f->rss);
+	bu_rec_num("heap_kib", f->heap);
+	bu_rec_num("pool_kib", f->pool);
+	bu_rec_num("hibernated_rss_kib", f->hrss);
+	bu_rec_num("hibernated_heap_kib", f->hheap);
+	bu_rec_num("hibernated_pool_kib", f->hpool);
+	const struct {
+		const char *name;
+		double v, v0;
+	} per[] = {
+		{ "rss", f->rss, base->rss },
+		{ "heap", f->heap, base->heap },
+		{ "hibernated_rss", f->hrss, base->hrss },
+		{ "hibernated_heap", f->hheap, base->hheap },
+		{ "hibernated_pool", f->hpool, base->hpool },
+	};
+	for (size_t k = 0; k < sizeof(per) / sizeof(per[0]); k++) {
+		snprintf(key, sizeof(key), "%s_per_%s_kib", per[k].name, unit);
+		bu_rec_num(key, isnan(du) ? NAN : (per[k].v - per[k].v0) / du);
+	}
+	bu_rec_end();
+}
+
 static void clients_run(const struct opts *o)
 {
 	struct side a, b;
+	struct figs f, base;
 	long max = 0;
-	double rss0 = 0, heap0 = 0, hrss0 = 0, hheap0 = 0, hpool0 = 0;
 
 	for (int i = 0; i < o->nclients; i++)
 		if (o->clients[i] > max)
@@ -304,38 +355,12 @@ static void clients_run(const struct opts *o)
 		holder_ask(&b, want);
 		holder_wait(&a, want);
 		holder_wait(&b, want);
-		usleep(SETTLE_US);
-		double rss = (double)bu_rss_kib(a.env.phxd), heap = heap_kib(a.mc);
-		wait_hibernated(&b, want, 1);
-		usleep(SETTLE_US);
-		double hrss = (double)bu_rss_kib(b.env.phxd), hheap = heap_kib(b.mc);
-		double pool = pool_kib(&a), hpool = pool_kib(&b);
-		if (i == 0) {
-			rss0 = rss;
-			heap0 = heap;
-			hrss0 = hrss;
-			hheap0 = hheap;
-			hpool0 = hpool;
-		}
+		measure(&a, &b, want, 1, &f);
+		if (i == 0)
+			base = f;
 		char kase[32];
 		snprintf(kase, sizeof(kase), "clients-%ld", want);
-		bu_rec_begin("memory", "phxd", kase);
-		bu_rec_num("clients", (double)want);
-		bu_rec_num("rss_kib", rss);
-		bu_rec_num("heap_kib", heap);
-		bu_rec_num("rss_per_client_kib", want && i ? (rss - rss0) / (double)want : NAN);
-		bu_rec_num("heap_per_client_kib", want && i ? (heap - heap0) / (double)want : NAN);
-		bu_rec_num("pool_kib", pool);
-		bu_rec_num("hibernated_rss_kib", hrss);
-		bu_rec_num("hibernated_heap_kib", hheap);
-		bu_rec_num("hibernated_pool_kib", hpool);
-		bu_rec_num("hibernated_rss_per_client_kib",
-			   want && i ? (hrss - hrss0) / (double)want : NAN);
-		bu_rec_num("hibernated_heap_per_client_kib",
-			   want && i ? (hheap - hheap0) / (double)want : NAN);
-		bu_rec_num("hibernated_pool_per_client_kib",
-			   want && i ? (hpool - hpool0) / (double)want : NAN);
-		bu_rec_end();
+		record(kase, "client", want, &f, &base, want && i ? (double)want : NAN);
 	}
 	side_stop(&a);
 	side_stop(&b);
@@ -343,7 +368,7 @@ static void clients_run(const struct opts *o)
 
 static void upstreams_run(const struct opts *o)
 {
-	double rss1 = NAN, heap1 = NAN, hrss1 = NAN, hheap1 = NAN, hpool1 = NAN;
+	struct figs f, base;
 	long u1 = 0;
 
 	for (int i = 0; i < o->nups; i++) {
@@ -355,37 +380,14 @@ static void upstreams_run(const struct opts *o)
 		side_start(&b, o, 1, conf);
 		if (!wait_connections(&a.env, u) || !wait_connections(&b.env, u))
 			bu_die("memory: phxd did not open %ld upstreams", u);
-		usleep(SETTLE_US);
-		double rss = (double)bu_rss_kib(a.env.phxd), heap = heap_kib(a.mc);
-		wait_hibernated(&b, 0, u);
-		usleep(SETTLE_US);
-		double hrss = (double)bu_rss_kib(b.env.phxd), hheap = heap_kib(b.mc);
-		double pool = pool_kib(&a), hpool = pool_kib(&b);
+		measure(&a, &b, 0, u, &f);
 		if (i == 0) {
-			rss1 = rss;
-			heap1 = heap;
-			hrss1 = hrss;
-			hheap1 = hheap;
-			hpool1 = hpool;
+			base = f;
 			u1 = u;
 		}
-		double du = (double)(u - u1);
 		char kase[32];
 		snprintf(kase, sizeof(kase), "upstreams-%ld", u);
-		bu_rec_begin("memory", "phxd", kase);
-		bu_rec_num("upstreams", (double)u);
-		bu_rec_num("rss_kib", rss);
-		bu_rec_num("heap_kib", heap);
-		bu_rec_num("rss_per_upstream_kib", i ? (rss - rss1) / du : NAN);
-		bu_rec_num("heap_per_upstream_kib", i ? (heap - heap1) / du : NAN);
-		bu_rec_num("pool_kib", pool);
-		bu_rec_num("hibernated_rss_kib", hrss);
-		bu_rec_num("hibernated_heap_kib", hheap);
-		bu_rec_num("hibernated_pool_kib", hpool);
-		bu_rec_num("hibernated_rss_per_upstream_kib", i ? (hrss - hrss1) / du : NAN);
-		bu_rec_num("hibernated_heap_per_upstream_kib", i ? (hheap - hheap1) / du : NAN);
-		bu_rec_num("hibernated_pool_per_upstream_kib", i ? (hpool - hpool1) / du : NAN);
-		bu_rec_end();
+		record(kase, "upstream", u, &f, &base, i ? (double)(u - u1) : NAN);
 		side_stop(&a);
 		side_stop(&b);
 	}
