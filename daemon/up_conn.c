@@ -21,6 +21,7 @@
 #include "json.h"
 #include "log.h"
 #include "phx_msg.h"
+#include "resolve.h"
 #include "util.h"
 #include "ws_frame.h"
 #include "ws_hs.h"
@@ -596,6 +597,12 @@ static int up_recv(struct up_conn *up)
 
 static void up_teardown(struct up_conn *up)
 {
+	res_cancel(up->res);
+	up->res = NULL;
+	if (up->addrs) {
+		freeaddrinfo(up->addrs);
+		up->addrs = up->addr_next = NULL;
+	}
 	ev_io_stop(up->loop, &up->io);
 	ev_timer_stop(up->loop, &up->timer);
 	ev_timer_stop(up->loop, &up->hb_timer);
@@ -764,19 +771,15 @@ static void up_tune_socket(struct up_conn *up, int fd)
 		 up->conf->name, why);
 }
 
-static int up_try_connect(struct up_conn *up)
+/* Connects to the next address that takes a connect(); on none, fails the
+ * attempt with the last reason. */
+static void up_connect_next(struct up_conn *up, const char *why)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG };
-	struct addrinfo *res = NULL, *ai;
-	char last[512] = "no address";
-
-	/* Blocking resolution: hosts are usually literals or in /etc/hosts. */
-	int g = getaddrinfo(up->url.host, up->url.port, &hints, &res);
-	if (g != 0) {
-		up_fail(up, "cannot resolve '%s': %s", up->url.host, gai_strerror(g));
-		return -1;
-	}
-	for (ai = res; ai; ai = ai->ai_next) {
+	char last[512];
+	snprintf(last, sizeof(last), "%s", why ? why : "no address");
+	while (up->addr_next) {
+		struct addrinfo *ai = up->addr_next;
+		up->addr_next = ai->ai_next;
 		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
 				ai->ai_protocol);
 		if (fd < 0) {
@@ -786,18 +789,34 @@ static int up_try_connect(struct up_conn *up)
 		up_tune_socket(up, fd); /* before connect: buffer sizes shape the handshake */
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS) {
 			up->fd = fd;
-			break;
+			up_set_events(up, EV_WRITE);
+			return;
 		}
 		snprintf(last, sizeof(last), "connect to %s:%s: %s", up->url.host,
 			 up->url.port, strerror(errno));
 		close(fd);
 	}
-	freeaddrinfo(res);
-	if (up->fd < 0) {
-		up_fail(up, "%s", last);
-		return -1;
+	up_fail(up, "%s", last);
+}
+
+/* The addresses to try, in getaddrinfo's order (owned from now on). */
+static void up_connect_addrs(struct up_conn *up, struct addrinfo *addrs)
+{
+	if (up->addrs)
+		freeaddrinfo(up->addrs);
+	up->addrs = up->addr_next = addrs;
+	up_connect_next(up, NULL);
+}
+
+static void up_resolved(void *arg, struct addrinfo *res, int err)
+{
+	struct up_conn *up = arg;
+	up->res = NULL;
+	if (!res) {
+		up_fail(up, "cannot resolve '%s': %s", up->url.host, gai_strerror(err));
+		return;
 	}
-	return 0;
+	up_connect_addrs(up, res);
 }
 
 void up_conn_start(struct up_conn *up)
@@ -808,11 +827,16 @@ void up_conn_start(struct up_conn *up)
 	up->connects++;
 	log_info("endpoint '%s': connecting to %s:%s%s", up->conf->name, up->url.host,
 		 up->url.port, up->url.tls ? " (TLS)" : "");
-	if (up_try_connect(up) < 0)
-		return;
+	/* the timeout covers the name lookup and every address tried */
 	ev_timer_set(&up->timer, up->conf->connect_timeout_ms / 1000.0, 0.);
 	ev_timer_start(up->loop, &up->timer);
-	up_set_events(up, EV_WRITE);
+	struct addrinfo *addrs;
+	int g = res_start(up->loop, up->url.host, up->url.port, up_resolved, up, &addrs,
+			  &up->res);
+	if (g != 0)
+		up_fail(up, "cannot resolve '%s': %s", up->url.host, gai_strerror(g));
+	else if (addrs)
+		up_connect_addrs(up, addrs);
 }
 
 static void up_begin_handshake(struct up_conn *up)
@@ -860,6 +884,10 @@ static void up_open(struct up_conn *up)
 	}
 	ev_timer_stop(up->loop, &up->timer);
 	up->state = UP_OPEN;
+	if (up->addrs) { /* connected: the other addresses are not needed */
+		freeaddrinfo(up->addrs);
+		up->addrs = up->addr_next = NULL;
+	}
 	up->hb_pending = 0;
 	backoff_reset(&up->reconnect_bo);
 	up->last_logged[0] = '\0';
@@ -893,7 +921,13 @@ static void up_progress(struct up_conn *up, int revents)
 		if (getsockopt(up->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
 			err = errno;
 		if (err) {
-			up_fail(up, "connect to %s:%s: %s", up->url.host, up->url.port, strerror(err));
+			char why[512];
+			snprintf(why, sizeof(why), "connect to %s:%s: %s", up->url.host,
+				 up->url.port, strerror(err));
+			ev_io_stop(up->loop, &up->io);
+			close(up->fd);
+			up->fd = -1;
+			up_connect_next(up, why); /* the next address, if any */
 			return;
 		}
 		if (!up->url.tls) {
@@ -1086,6 +1120,12 @@ static void up_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		up_conn_start(up);
 		break;
 	case UP_CONNECTING:
+		if (up->res) {
+			up_fail(up, "resolving '%s' timed out after %u ms", up->url.host,
+				up->conf->connect_timeout_ms);
+			break;
+		}
+		/* fall through */
 	case UP_TLS:
 	case UP_HANDSHAKE:
 		up_fail(up, "connect to %s:%s timed out after %u ms", up->url.host,

@@ -5,7 +5,8 @@
  * channels: it hands decoded messages to its owner through callbacks and
  * sends frames the owner gives it.
  *
- * States: IDLE (not connected, nothing scheduled) → CONNECTING (TCP) → TLS →
+ * States: IDLE (not connected, nothing scheduled) → CONNECTING (name lookup
+ * off the loop, then TCP to each address in turn) → TLS →
  * HANDSHAKE (HTTP upgrade) → OPEN; on any failure → WAIT (reconnect timer
  * armed) or IDLE when the owner no longer needs the connection.
  */
@@ -28,6 +29,9 @@
 struct conf_endpoint;
 struct phx_msg;
 struct up_conn;
+
+struct addrinfo;
+struct res_req;
 
 enum up_state { UP_IDLE, UP_CONNECTING, UP_TLS, UP_HANDSHAKE, UP_OPEN, UP_WAIT };
 
@@ -87,6 +91,9 @@ struct up_conn {
 	struct wsd_params pmd;              /* negotiated; pmd.enabled: compress */
 	struct wsd wsd;                     /* the codec while pmd.enabled */
 	int tune_warned;                    /* a failed TCP option was logged */
+	struct res_req *res;                /* the name lookup under way, or NULL */
+	struct addrinfo *addrs;             /* the addresses being tried ... */
+	struct addrinfo *addr_next;         /* ... and the next one to try */
 
 	uint64_t next_ref;
 	uint64_t *ref_seq;                  /* where refs come from: &next_ref, or a

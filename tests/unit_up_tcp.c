@@ -2,7 +2,8 @@
  * on a real loopback TCP connection, read back with getsockopt(), the
  * transport options of the config (TCP and compression), and an up_conn
  * against a scripted server on loopback: its frame reader (in place, large,
- * fragmented, control frames, protocol errors) and hibernation. */
+ * fragmented, control frames, protocol errors) and hibernation; the name
+ * lookup off the loop (daemon/resolve), alone and under an up_conn. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include "buf.h"
 #include "conf/conf.h"
 #include "daemon/phx_msg.h"
+#include "daemon/resolve.h"
 #include "daemon/up_conn.h"
 #include "daemon/ws_hs.h"
 
@@ -274,6 +276,10 @@ END_TEST
 
 /* ---- an up_conn against a scripted server ----------------------------------- */
 
+/* The host the conn fixtures connect to: a literal, or a name looked up
+ * off the loop. */
+static const char *sv_host = "127.0.0.1";
+
 static struct {
 	struct ev_loop *loop;
 	struct up_conn up;
@@ -426,8 +432,8 @@ static void sv_setup(void)
 	ck_assert_int_eq(bind(sv.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	ck_assert_int_eq(listen(sv.lfd, 4), 0);
 	ck_assert_int_eq(getsockname(sv.lfd, (struct sockaddr *)&sa, &sl), 0);
-	snprintf(text, sizeof(text), "[endpoint t]\nurl = ws://127.0.0.1:%u/socket\n"
-		 "max_frame = 256k\n", ntohs(sa.sin_port));
+	snprintf(text, sizeof(text), "[endpoint t]\nurl = ws://%s:%u/socket\n"
+		 "max_frame = 256k\n", sv_host, ntohs(sa.sin_port));
 	conf_init(&cf);
 	ck_assert_msg(conf_parse_string(&cf, text, "t.conf", err, sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(up_conn_init(&sv.up, sv.loop, &cf.endpoints[0], NULL, &sv_cbs, NULL,
@@ -625,6 +631,163 @@ START_TEST(hibernate)
 }
 END_TEST
 
+/* ------------------------------------------------------ name lookup */
+
+static struct {
+	int calls, err;
+	struct addrinfo *res;
+} rs;
+
+static void rs_cb(void *arg, struct addrinfo *res, int e)
+{
+	(void)arg;
+	rs.calls++;
+	rs.err = e;
+	rs.res = res;
+}
+
+/* Runs loop until cond, or fails after 5 s. */
+#define RS_RUN_UNTIL(loop, cond) do {					\
+		for (int t_ = 0; !(cond); t_++) {			\
+			ck_assert_msg(t_ < 5000, "timed out: %s", #cond);	\
+			ev_run((loop), EVRUN_NOWAIT);			\
+			if (!(cond))					\
+				usleep(1000);				\
+		}							\
+	} while (0)
+
+START_TEST(resolve_literal_now)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct addrinfo *res;
+	struct res_req *req;
+	memset(&rs, 0, sizeof(rs));
+	ck_assert_int_eq(res_start(loop, "127.0.0.1", "4000", rs_cb, NULL, &res, &req), 0);
+	ck_assert_ptr_null(req);
+	ck_assert_ptr_nonnull(res);
+	ck_assert_int_eq(res->ai_family, AF_INET);
+	ck_assert_int_eq(ntohs(((struct sockaddr_in *)res->ai_addr)->sin_port), 4000);
+	freeaddrinfo(res);
+	ck_assert_int_eq(res_pending(), 0);
+	ck_assert_int_eq(rs.calls, 0);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+START_TEST(resolve_name_later)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct addrinfo *res;
+	struct res_req *req;
+	memset(&rs, 0, sizeof(rs));
+	ck_assert_int_eq(res_start(loop, "localhost", "4000", rs_cb, NULL, &res, &req), 0);
+	ck_assert_ptr_null(res);
+	ck_assert_ptr_nonnull(req);
+	ck_assert_int_eq(rs.calls, 0); /* never from inside res_start */
+	RS_RUN_UNTIL(loop, rs.calls == 1);
+	ck_assert_int_eq(rs.err, 0);
+	ck_assert_ptr_nonnull(rs.res);
+	int port = rs.res->ai_family == AF_INET6 ?
+		ntohs(((struct sockaddr_in6 *)rs.res->ai_addr)->sin6_port) :
+		ntohs(((struct sockaddr_in *)rs.res->ai_addr)->sin_port);
+	ck_assert_int_eq(port, 4000);
+	freeaddrinfo(rs.res);
+	RS_RUN_UNTIL(loop, res_pending() == 0);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+START_TEST(resolve_cancelled)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct addrinfo *res;
+	struct res_req *req;
+	memset(&rs, 0, sizeof(rs));
+	for (int i = 0; i < 20; i++) {
+		ck_assert_int_eq(res_start(loop, "localhost", "80", rs_cb, NULL, &res, &req), 0);
+		ck_assert_ptr_nonnull(req);
+		if (i % 2)
+			usleep(2000); /* some finish before the cancel, some after */
+		res_cancel(req);
+	}
+	RS_RUN_UNTIL(loop, res_pending() == 0);
+	for (int i = 0; i < 20; i++)
+		ev_run(loop, EVRUN_NOWAIT);
+	ck_assert_int_eq(rs.calls, 0);
+	ev_loop_destroy(loop); /* no watcher left behind: nothing to leak */
+}
+END_TEST
+
+START_TEST(resolve_bad_service)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct addrinfo *res;
+	struct res_req *req;
+	memset(&rs, 0, sizeof(rs));
+	int g = res_start(loop, "localhost", "no-such-service-phxd", rs_cb, NULL, &res, &req);
+	if (g == 0) { /* answered by the thread */
+		ck_assert_ptr_nonnull(req);
+		RS_RUN_UNTIL(loop, rs.calls == 1);
+		g = rs.err;
+		ck_assert_ptr_null(rs.res);
+	} else {
+		ck_assert_ptr_null(req);
+		ck_assert_ptr_null(res);
+	}
+	ck_assert_int_ne(g, 0);
+	ck_assert_ptr_nonnull(gai_strerror(g));
+	RS_RUN_UNTIL(loop, res_pending() == 0);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+/* An up_conn to a name: looked up off the loop, then the same connection. */
+static void sv_setup_name(void)
+{
+	sv_host = "localhost";
+	sv_setup();
+}
+
+START_TEST(conn_by_name)
+{
+	char out[256];
+	size_t ol;
+	ck_assert(up_conn_is_open(&sv.up));
+	ck_assert_ptr_null(sv.up.res);
+	ck_assert_ptr_null(sv.up.addrs); /* dropped once connected */
+	ck_assert_int_eq(up_conn_send_json(&sv.up, NULL, "1", "t", 1, "a", 1, "{}", 2), 0);
+	ck_assert_int_eq(sv_wait_frame(out, sizeof(out), &ol), 1);
+	ck_assert(ol == 21 && memcmp(out, "[null,\"1\",\"t\",\"a\",{}]", ol) == 0);
+	sv_host = "127.0.0.1";
+}
+END_TEST
+
+/* A name that does not resolve fails the attempt with the lookup's reason. */
+START_TEST(conn_unresolvable)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct up_conn up;
+	conf_init(&cf);
+	/* .invalid never resolves (RFC 6761); without DNS at all the lookup
+	 * times out instead: both name the host */
+	ck_assert_msg(conf_parse_string(&cf, "[endpoint t]\nurl = ws://no-such-host.invalid:4000/s\n"
+					"connect_timeout = 3s\n", "t.conf", err, sizeof(err)) == 0,
+		      "%s", err);
+	memset(&sv, 0, sizeof(sv));
+	sv.loop = loop;
+	ck_assert_int_eq(up_conn_init(&up, loop, &cf.endpoints[0], NULL, &sv_cbs, NULL, err,
+				      sizeof(err)), 0);
+	up_conn_start(&up);
+	ck_assert_int_eq(up.state, UP_CONNECTING);
+	SV_RUN_UNTIL(sv.downs == 1);
+	ck_assert_msg(strstr(sv.down_reason, "no-such-host.invalid") != NULL, "%s",
+		      sv.down_reason);
+	ck_assert_int_eq(up.state, UP_IDLE);
+	up_conn_fini(&up);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
 static Suite *up_tcp_suite(void)
 {
 	Suite *s = suite_create("up_tcp");
@@ -651,6 +814,20 @@ static Suite *up_tcp_suite(void)
 	tcase_add_test(tc, reader_too_large);
 	tcase_add_test(tc, reader_rsv_without_extension);
 	tcase_add_test(tc, hibernate);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("resolve");
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, resolve_literal_now);
+	tcase_add_test(tc, resolve_name_later);
+	tcase_add_test(tc, resolve_cancelled);
+	tcase_add_test(tc, resolve_bad_service);
+	tcase_add_test(tc, conn_unresolvable);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("conn_by_name");
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, sv_setup_name, sv_teardown);
+	tcase_add_test(tc, conn_by_name);
 	suite_add_tcase(s, tc);
 	return s;
 }
