@@ -199,6 +199,28 @@ static const char *take_name(struct cursor *c, struct ipc_str *out,
 	return NULL;
 }
 
+/* A topic: a name that does not open a JSON value ({ [ "), so that a
+ * line like `JOIN {"a":1}` is a missing topic, not a topic named `{"a":1}`
+ * (the params of a batch JOIN start at such a field). */
+static const char *take_topic(struct cursor *c, struct ipc_str *out)
+{
+	skip_blanks(c);
+	if (c->i < c->len && (c->p[c->i] == '{' || c->p[c->i] == '[' || c->p[c->i] == '"'))
+		return "missing topic";
+	return take_name(c, out, "missing topic", "bad topic");
+}
+
+/* A pushed event: Phoenix's own events (phx_join, phx_leave, phx_reply,
+ * phx_error, phx_close) are phxd's to send, once for every client sharing
+ * the channel; one client pushing them would leave or rejoin it for all. */
+static const char *take_event(struct cursor *c, struct ipc_str *out)
+{
+	const char *err = take_name(c, out, "missing event", "bad event");
+	if (!err && out->len >= 4 && memcmp(out->p, "phx_", 4) == 0)
+		return "reserved event";
+	return err;
+}
+
 /* The optional JSON payload: the rest of the line, trimmed. */
 static const char *take_json(struct cursor *c, struct ipc_str *out)
 {
@@ -251,7 +273,7 @@ static const char *parse_join(struct cursor *c, struct ipc_cmd *cmd)
 {
 	const char *err;
 
-	if ((err = take_name(c, &cmd->target, "missing topic", "bad topic")))
+	if ((err = take_topic(c, &cmd->target)))
 		return err;
 	if ((err = take_more_names(c, cmd, 1)))
 		return err;
@@ -266,7 +288,7 @@ static const char *parse_leave(struct cursor *c, struct ipc_cmd *cmd)
 {
 	const char *err;
 
-	if ((err = take_name(c, &cmd->target, "missing topic", "bad topic")))
+	if ((err = take_topic(c, &cmd->target)))
 		return err;
 	return take_more_names(c, cmd, 0);
 }
@@ -285,9 +307,9 @@ static const char *parse_push(struct cursor *c, struct ipc_cmd *cmd)
 {
 	const char *err;
 
-	if ((err = take_name(c, &cmd->target, "missing topic", "bad topic")))
+	if ((err = take_topic(c, &cmd->target)))
 		return err;
-	if ((err = take_name(c, &cmd->event, "missing event", "bad event")))
+	if ((err = take_event(c, &cmd->event)))
 		return err;
 	return take_json(c, &cmd->payload);
 }
@@ -297,9 +319,9 @@ static const char *parse_bpush(struct cursor *c, struct ipc_cmd *cmd)
 	const char *err;
 	struct ipc_str f;
 
-	if ((err = take_name(c, &cmd->target, "missing topic", "bad topic")))
+	if ((err = take_topic(c, &cmd->target)))
 		return err;
-	if ((err = take_name(c, &cmd->event, "missing event", "bad event")))
+	if ((err = take_event(c, &cmd->event)))
 		return err;
 	if (!next_field(c, &f))
 		return "missing payload";

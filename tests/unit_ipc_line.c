@@ -338,6 +338,32 @@ START_TEST(test_err_missing)
 	expect_err("BPUSH t e", "BPUSH", "", "t", "missing payload");
 	expect_err("@1 BPUSH t e  ", "BPUSH", "1", "t", "missing payload");
 	expect_err("USE", "USE", "", "", "missing endpoint");
+	/* a field that opens JSON is not a topic: the topic is missing */
+	expect_err("JOIN {\"a\":1}", "JOIN", "", "", "missing topic");
+	expect_err("JOIN {\"a\": 1}", "JOIN", "", "", "missing topic");
+	expect_err("LEAVE [1]", "LEAVE", "", "", "missing topic");
+	expect_err("PUSH \"t\" e {}", "PUSH", "", "", "missing topic");
+	expect_err("BPUSH {} e AA==", "BPUSH", "", "", "missing topic");
+}
+END_TEST
+
+/* Phoenix's own events are phxd's to send: JOIN and LEAVE do that. */
+START_TEST(test_err_reserved_event)
+{
+	static const char *ev[] = { "phx_join", "phx_leave", "phx_reply", "phx_error",
+				    "phx_close", "phx_x" };
+	char line[128];
+	for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
+		snprintf(line, sizeof(line), "@t PUSH room:1 %s {}", ev[i]);
+		expect_err(line, "PUSH", "t", "room:1", "reserved event");
+		snprintf(line, sizeof(line), "BPUSH room:1 %s AA==", ev[i]);
+		expect_err(line, "BPUSH", "", "room:1", "reserved event");
+	}
+	/* only the prefix is reserved */
+	struct ipc_cmd cmd;
+	ck_assert_int_eq(ipc_line_parse("PUSH t phx {}", 13, &cmd), 0);
+	ck_assert_int_eq(ipc_line_parse("PUSH t my_phx_join {}", 21, &cmd), 0);
+	ck_assert_int_eq(ipc_line_parse("PUSH t PHX_JOIN {}", 18, &cmd), 0);
 }
 END_TEST
 
@@ -942,6 +968,7 @@ static Suite *parse_err_suite(void)
 	tcase_add_test(tc, test_err_verb);
 	tcase_add_test(tc, test_err_tag);
 	tcase_add_test(tc, test_err_missing);
+	tcase_add_test(tc, test_err_reserved_event);
 	tcase_add_test(tc, test_err_names);
 	tcase_add_test(tc, test_err_json);
 	tcase_add_test(tc, test_err_base64);
