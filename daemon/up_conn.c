@@ -1407,3 +1407,8 @@ size_t up_conn_hibernate(struct up_conn *up)
 	}
 	return freed;
 }
+
+size_t up_conn_queued(const struct up_conn *up)
+{
+	return buf_len(&up->wbuf) + (up->ws ? wslay_event_get_queued_msg_length(up->ws) : 0);
+}

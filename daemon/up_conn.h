@@ -154,6 +154,12 @@ int up_conn_send_binary(struct up_conn *up, const char *join_ref, const char *re
  * same return convention as up_conn_send_json. */
 int up_conn_send_text(struct up_conn *up, const char *frame, size_t len);
 
+/* Bytes accepted for sending and not yet written to the socket: messages
+ * queued in wslay plus bytes staged for the socket (TLS and framing
+ * included for the latter).  What an owner bounds to keep a server that
+ * stopped reading from growing phxd without limit. */
+size_t up_conn_queued(const struct up_conn *up);
+
 /* Releases what an open, quiet connection can rebuild on demand: its read,
  * write and scratch buffers and the wslay context, when no frame or
  * message is partly read and nothing waits to be written.  The next read

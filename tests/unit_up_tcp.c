@@ -631,6 +631,41 @@ START_TEST(hibernate)
 }
 END_TEST
 
+
+/* What a server that stops reading leaves queued is counted, and goes back
+ * to 0 once it reads again. */
+START_TEST(queued_bytes)
+{
+	size_t msg = 60000, sent = 0;
+	char *p = malloc(msg + 2);
+	ck_assert_ptr_nonnull(p);
+	p[0] = '"';
+	memset(p + 1, 'q', msg);
+	p[msg + 1] = '"';
+	ck_assert_uint_eq(up_conn_queued(&sv.up), 0);
+	/* far more than the socket buffers take */
+	for (int i = 0; i < 200; i++) {
+		ck_assert_int_eq(up_conn_send_json(&sv.up, NULL, "1", "t", 1, "e", 1, p, msg + 2),
+				 0);
+		sent += msg;
+		ev_run(sv.loop, EVRUN_NOWAIT);
+	}
+	size_t q = up_conn_queued(&sv.up);
+	ck_assert_uint_gt(q, 4u << 20);
+	ck_assert_uint_lt(q, sent + (1u << 20));
+	/* the server reads: the queue drains to nothing */
+	for (int t = 0; up_conn_queued(&sv.up) > 0; t++) {
+		ck_assert_msg(t < 20000, "queue stuck at %zu", up_conn_queued(&sv.up));
+		ev_run(sv.loop, EVRUN_NOWAIT);
+		sv_read();
+		buf_reset(&sv.in);
+		if (t % 64 == 63)
+			usleep(100);
+	}
+	ck_assert_int_eq(sv.downs, 0);
+	free(p);
+}
+END_TEST
 /* ------------------------------------------------------ name lookup */
 
 static struct {
@@ -814,6 +849,7 @@ static Suite *up_tcp_suite(void)
 	tcase_add_test(tc, reader_too_large);
 	tcase_add_test(tc, reader_rsv_without_extension);
 	tcase_add_test(tc, hibernate);
+	tcase_add_test(tc, queued_bytes);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("resolve");
 	tcase_set_timeout(tc, 30);
