@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,35 +90,83 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	(void)w;
 }
 
+/* Where the authority (the part that may hold "user:password@") starts:
+ * after "SCHEME://", or at 0 when url has no scheme. */
+static size_t log_url_auth_start(const char *url)
+{
+	size_t i = 0;
+	if (!((url[0] >= 'a' && url[0] <= 'z') || (url[0] >= 'A' && url[0] <= 'Z')))
+		return 0;
+	while (url[i] && (isalnum((unsigned char)url[i]) || strchr("+-.", url[i])))
+		i++;
+	return strncmp(url + i, "://", 3) == 0 ? i + 3 : 0;
+}
+
+/* The '@' that ends the user info, or NULL.  Passwords are often pasted
+ * unencoded, with '/', '?', '#' or '=' in them, so this is not RFC 3986's
+ * authority: it is the last '@' before the first '=' that follows a '?' (a
+ * query value, where "email=a@b" is fine).  A path holding '@' is masked
+ * too; that only hides text. */
+static const char *log_url_userinfo_end(const char *a)
+{
+	const char *q = strchr(a, '?');
+	const char *stop = q ? strchr(q, '=') : NULL;
+	const char *at = NULL;
+	for (const char *p = a; *p && p != stop; p++)
+		if (*p == '@')
+			at = p;
+	return at;
+}
+
+/* Appends s (len bytes) when it fits with the final NUL; 0, or -1 when not. */
+static int log_put(char *out, size_t n, size_t *o, const char *s, size_t len)
+{
+	if (*o + len >= n)
+		return -1;
+	memcpy(out + *o, s, len);
+	*o += len;
+	return 0;
+}
+
 void log_redact_url(const char *url, char *out, size_t n)
 {
 	size_t o = 0;
 	int in_query = 0, in_value = 0;
+	const char *p = url;
 
 	if (n == 0)
 		return;
-	for (const char *p = url; *p && o + 4 < n; p++) {
+	/* "SCHEME://" as it is, then "***@" for any user info; what does not
+	 * fit is left off, never a byte of what is masked */
+	size_t a = log_url_auth_start(url);
+	const char *at = log_url_userinfo_end(url + a);
+	if (at) {
+		if (log_put(out, n, &o, url, a) < 0 || log_put(out, n, &o, "***@", 4) < 0)
+			p = "";
+		else
+			p = at + 1;
+	}
+	/* every query value becomes "***", a fragment "#***" */
+	for (; *p; p++) {
 		char c = *p;
-		if (c == '?' && !in_query) {
-			in_query = 1;
-			out[o++] = c;
-			continue;
-		}
-		if (in_query && c == '&') {
-			in_value = 0;
-			out[o++] = c;
-			continue;
+		if (c == '#') {
+			log_put(out, n, &o, "#***", 4);
+			break;
 		}
 		if (in_query && c == '=' && !in_value) {
 			in_value = 1;
-			out[o++] = '=';
-			memcpy(out + o, "***", 3);
-			o += 3;
+			if (log_put(out, n, &o, "=***", 4) < 0)
+				break;
 			continue;
 		}
-		if (in_value)
+		if (c == '?' && !in_query)
+			in_query = 1;
+		else if (in_query && c == '&')
+			in_value = 0;
+		else if (in_value)
 			continue;
-		out[o++] = c;
+		if (log_put(out, n, &o, &c, 1) < 0)
+			break;
 	}
 	out[o] = '\0';
 }

@@ -2,7 +2,8 @@
  *
  * When JOURNAL_STREAM names our stderr, lines carry a "<N>" syslog priority
  * prefix for journald; otherwise a timestamp.  Callers never log secrets:
- * log_redact_url() masks query values before a URL is printed.
+ * log_redact_url() masks user info, query values and fragments before a URL
+ * is printed.
  */
 #ifndef PHX_LOG_H
 #define PHX_LOG_H
@@ -27,7 +28,11 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 #define log_info(...)   log_msg(LOG_LVL_INFO, __VA_ARGS__)
 #define log_debug(...)  log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
 
-/* Copies url into out (size n) with every query value replaced by "***". */
+/* Copies url into out (size n, cut short to fit) with user info replaced by
+ * "***@", every query value by "***" and a fragment by "#***" (so
+ * "wss://u:pw@h/s?t=x#f" keeps "wss:", "@h/s?t=" and "#").  Meant for
+ * any text that might be a URL, valid or not: an unencoded '/', '?' or '#' in
+ * a password still counts as user info (but see log.c). */
 void log_redact_url(const char *url, char *out, size_t n);
 
 #endif

@@ -42,7 +42,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* systemd's RuntimeDirectory=phxd makes /run/phxd, whatever the prefix */
+/* Sockets live in /run/phxd whatever the prefix.  Under systemd the socket
+ * units make that directory (phxd.service deliberately has no
+ * RuntimeDirectory=, see phxd(8)); without systemd it must exist, as phxd
+ * makes no directories. */
 #undef RUNSTATEDIR
 #define RUNSTATEDIR "/run"
 
@@ -649,8 +652,10 @@ static int conf_check_endpoint(const struct conf *c, size_t i, const char *file,
 	if (url_parse(e->url, &u, &why) < 0)
 		return conf_errf(err, errlen, file, e->line, -EINVAL,
 				 "endpoint '%s': bad url (%s)", e->name, why);
+	/* at the later of the two: the line that made them disagree */
+	unsigned pl = e->pool_min_line > e->pool_size_line ? e->pool_min_line : e->pool_size_line;
 	if (e->pool_min > e->pool_size)
-		return conf_errf(err, errlen, file, e->line, -EINVAL,
+		return conf_errf(err, errlen, file, pl ? pl : e->line, -EINVAL,
 				 "endpoint '%s': pool_min (%u) is larger than pool_size (%u)",
 				 e->name, e->pool_min, e->pool_size);
 	return 0;
@@ -896,6 +901,7 @@ static int conf_kv_add(struct conf_parser *p, struct conf_kv **kv, size_t *n,
 		free(nkv[*n].value);
 		return conf_enomem(p);
 	}
+	nkv[*n].line = p->line;
 	(*n)++;
 	return 0;
 }
@@ -910,7 +916,8 @@ static int conf_set_param(struct conf_parser *p, const char *name, const char *v
 				 name);
 	for (size_t i = 0; i < e->nparams; i++)
 		if (strcmp(e->params[i].key, key) == 0)
-			return conf_perr(p, "duplicate option '%s'", name);
+			return conf_perr(p, "duplicate option '%s' (first at line %u)", name,
+					 e->params[i].line);
 	return conf_kv_add(p, &e->params, &e->nparams, key, val);
 }
 
@@ -935,7 +942,8 @@ static int conf_set_header(struct conf_parser *p, const char *name, const char *
 		return conf_perr(p, "%s: value must not contain CR or LF", name);
 	for (size_t i = 0; i < e->nheaders; i++)
 		if (strcasecmp(e->headers[i].key, h) == 0)
-			return conf_perr(p, "duplicate option '%s'", name);
+			return conf_perr(p, "duplicate option '%s' (first at line %u)", name,
+					 e->headers[i].line);
 	return conf_kv_add(p, &e->headers, &e->nheaders, h, val);
 }
 
@@ -1086,9 +1094,15 @@ static int conf_option(struct conf_parser *p, const char *name, const char *val)
 				 conf_cur(p)->name);
 	if (k->type != CT_PARAM && k->type != CT_HEADER) {
 		if (p->seen[idx])
-			return conf_perr(p, "duplicate option '%s'", name);
+			return conf_perr(p, "duplicate option '%s' (first at line %u)", name,
+					 p->seen[idx]);
 		p->seen[idx] = p->line;
 	}
+	/* for the check of the two against each other after parsing */
+	if (k->sect == CS_ENDPOINT && k->off == offsetof(struct conf_endpoint, pool_size))
+		conf_cur(p)->pool_size_line = p->line;
+	if (k->sect == CS_ENDPOINT && k->off == offsetof(struct conf_endpoint, pool_min))
+		conf_cur(p)->pool_min_line = p->line;
 	if (!*val && k->type != CT_PARAM && k->type != CT_HEADER)
 		return conf_perr(p, "%s: missing value", name);
 	char *base = p->ac >= 0 ? (char *)&p->c->access[p->ac] :

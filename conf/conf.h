@@ -18,6 +18,7 @@
 struct conf_kv {
 	char *key;
 	char *value;
+	unsigned line;                 /* where it was set, for messages; 0: not from a file */
 };
 
 struct conf_endpoint {
@@ -57,6 +58,8 @@ struct conf_endpoint {
 	unsigned client_max_window_bits; /* 9..15, default 15 */
 	unsigned server_max_window_bits; /* 9..15, default 15 */
 	unsigned line;                 /* line of the section header, for messages */
+	unsigned pool_size_line;       /* where pool_size and pool_min were set (0: not set), */
+	unsigned pool_min_line;        /* for a message about the two */
 };
 
 /* [access NAME]: who (uid/gid lists) may use what (glob lists).  The first

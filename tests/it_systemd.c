@@ -2,7 +2,9 @@
  * activation (systemd-socket-activate with the "ipc" and "control" sockets),
  * sd_notify messages read from a NOTIFY_SOCKET the test owns (READY, STATUS,
  * WATCHDOG, STOPPING), the journal log format (JOURNAL_STREAM), and what
- * SIGTERM leaves behind, and RELOADING=1 ... READY=1 around a SIGHUP reload.
+ * SIGTERM leaves behind (socket files, close frames with code 1000),
+ * RELOADING=1 ... READY=1 around a SIGHUP reload, an alert in STATUS=, and
+ * that no secret of the configuration reaches the log, even at debug level.
  * Real processes on real sockets, as in it_core.
  */
 #ifdef HAVE_CONFIG_H
@@ -293,6 +295,11 @@ START_TEST(units_verify)
 	units_cleanup();
 	/* unknown keys and bad values are warnings with status 0: none allowed */
 	ck_assert_msg(st == 0 && out[0] == '\0', "systemd-analyze verify: status %d:\n%s", st, out);
+	/* RemoveIPC= would delete the route cache (POSIX shm) at every stop */
+	snprintf(cmd, sizeof(cmd), "grep -c '^RemoveIPC=' %s/systemd/phxd.service",
+		 it_env_or("PHX_BUILDDIR", "."));
+	run_capture(cmd, out, sizeof(out));
+	ck_assert_msg(strcmp(out, "0\n") == 0, "phxd.service sets RemoveIPC=");
 }
 END_TEST
 
@@ -304,8 +311,8 @@ START_TEST(units_security)
 	SKIP_IF(!strstr(out, "--offline") || !strstr(out, "--threshold"),
 		"this systemd-analyze has no offline security review (systemd < 250)");
 	units_prepare();
-	/* exposure 1.2 (systemd 252): fail when the hardening is weakened
-	 * past 2.0 */
+	/* exposure 1.3 (systemd 252; no RemoveIPC=, for the route cache): fail
+	 * when the hardening is weakened past 2.0 */
 	snprintf(cmd, sizeof(cmd),
 		 "systemd-analyze security --offline=yes --threshold=20 --no-pager %s/phxd.service",
 		 unit_dir);
@@ -611,11 +618,33 @@ static long sim_stat(const char *key)
 	return strtol(p + strlen(pat), NULL, 10);
 }
 
+/* "\"key\":N" in phxsim's STATS reply; 0 when the key is absent (close_in_CODE
+ * appears once such a close was seen). */
+static long sim_stat_or0(const char *key)
+{
+	char pat[64];
+	const char *r = it_ctl(&env, "STATS");
+	ck_assert_msg(strncmp(r, "OK {", 4) == 0, "STATS: '%s'", r);
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	const char *p = strstr(r, pat);
+	return p ? strtol(p + strlen(pat), NULL, 10) : 0;
+}
+
+/* phxd's control socket: control.sock beside the client socket. */
+static void control_path(char *out, size_t n)
+{
+	snprintf(out, n, "%.*s/control.sock", (int)(strrchr(env.sock, '/') - env.sock), env.sock);
+}
+
 START_TEST(sigterm_leaves_and_cleans_up)
 {
 	struct stat st;
+	char ctl[320];
+	control_path(ctl, sizeof(ctl));
 	it_write_conf(&env, NULL, NULL);
 	phxd_run(NULL, NULL, -1);
+	/* bound after the client socket: wait for it too */
+	ck_assert_msg(it_wait_listening(ctl, env.phxd, IT_TIMEOUT_MS), "no control socket %s", ctl);
 	struct it_client *a = it_connect(&env);
 	struct it_client *b = it_connect(&env);
 	it_send(a, "JOIN room:t1");
@@ -627,10 +656,13 @@ START_TEST(sigterm_leaves_and_cleans_up)
 	ck_assert_str_eq(it_ctl(&env, "CHANNELS room:t1"), "OK 1");
 	ck_assert_str_eq(it_ctl(&env, "CHANNELS room:t2"), "OK 1");
 	long leaves = sim_stat("leaves");
+	long ups = sim_stat("connections");
+	long closes = sim_stat("closes_in"), normal = sim_stat_or0("close_in_1000");
+	ck_assert_int_ge(ups, 1);
 
 	ck_assert_int_eq(it_stop_pid(env.phxd, 5000), 0);
 	env.phxd = 0;
-	/* every client is told, every upstream join is left, the socket goes */
+	/* every client is told, every upstream join is left, the sockets go */
 	ck_assert_ptr_nonnull(it_wait_prefix(a, "BYE ", IT_TIMEOUT_MS));
 	ck_assert_ptr_nonnull(it_wait_prefix(b, "BYE ", IT_TIMEOUT_MS));
 	ck_assert(it_wait_eof(a, IT_TIMEOUT_MS));
@@ -638,8 +670,183 @@ START_TEST(sigterm_leaves_and_cleans_up)
 	ck_assert(it_wait_channels(&env, "room:t1", 0, IT_TIMEOUT_MS));
 	ck_assert(it_wait_channels(&env, "room:t2", 0, IT_TIMEOUT_MS));
 	ck_assert_msg(stat(env.sock, &st) != 0, "%s is still there", env.sock);
+	ck_assert_msg(stat(ctl, &st) != 0, "%s is still there", ctl);
+	/* every upstream got a normal close frame (1000), none another code */
+	long end = it_now_ms() + IT_TIMEOUT_MS;
+	while (sim_stat("connections") > 0 && it_now_ms() < end)
+		usleep(20000);
+	ck_assert_int_eq(sim_stat("connections"), 0);
+	ck_assert_int_eq(sim_stat_or0("close_in_1000") - normal, ups);
+	ck_assert_int_eq(sim_stat("closes_in") - closes, ups);
 	it_close(a);
 	it_close(b);
+}
+END_TEST
+
+/* --- secrets never logged ------------------------------------------------- */
+
+/* Every secret of the configs below has this in it. */
+#define SECRET_MARK "S3cr3t"
+
+static void start_sim_token(void)
+{
+	it_env_prepare(&env);
+	it_sim_start(&env, "--require-token " SECRET_MARK "Tok");
+	notify_open();
+}
+
+/* The whole of a file (static buffer). */
+static const char *slurp(const char *path)
+{
+	static char text[1 << 20];
+	FILE *f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "cannot read %s", path);
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	return text;
+}
+
+/* Waits until the file at path holds needle; 1 when it did in time. */
+static int file_wait(const char *path, const char *needle, int timeout_ms)
+{
+	long end = it_now_ms() + timeout_ms;
+	do {
+		if (strstr(slurp(path), needle))
+			return 1;
+		usleep(20000);
+	} while (it_now_ms() < end);
+	return 0;
+}
+
+/* At log_level debug, through a connect, join, push, a refused upgrade, a
+ * reconnect and a reload refused for a URL with a password: the connect
+ * param, the header, the query value and the user info appear nowhere in
+ * phxd's log. */
+START_TEST(secrets_never_logged)
+{
+	char log_path[320];
+	FILE *f;
+
+	snprintf(log_path, sizeof(log_path), "%s/phxd.log", env.dir);
+	f = fopen(env.conf, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "socket = %s\nlog_level = debug\n\n[endpoint main]\n"
+		"url = ws://127.0.0.1:%d/socket?apikey=" SECRET_MARK "Key\n"
+		"param.token = " SECRET_MARK "Tok\n"
+		"header.Authorization = Bearer " SECRET_MARK "Hdr\n"
+		"pool_size = 1\nreconnect_backoff = 50,100\n", env.sock, env.port);
+	fclose(f);
+	/* a file, not a pipe: a debug log nobody reads must not block phxd */
+	int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(log_fd, 0);
+	phxd_run(NULL, NULL, log_fd);
+	close(log_fd);
+
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN room:s");
+	IT_EXPECT(c, "OK JOIN room:s {}");
+	it_send(c, "PUSH room:s echo {\"n\":1}");
+	IT_EXPECT(c, "OK PUSH room:s {\"n\":1}");
+
+	/* the connection drops; the next upgrade is refused with a 403 */
+	ck_assert_str_eq(it_ctl(&env, "REJECT 1"), "OK");
+	ck_assert_str_eq(it_ctl(&env, "DROP"), "OK 1");
+	ck_assert_ptr_nonnull(it_wait_prefix(c, "STATE room:s rejoined", IT_TIMEOUT_MS));
+	ck_assert_msg(file_wait(log_path, "server refused the connection", IT_TIMEOUT_MS),
+		      "no refused upgrade in the log:\n%s", slurp(log_path));
+	it_send(c, "PUSH room:s echo {\"n\":2}");
+	IT_EXPECT(c, "OK PUSH room:s {\"n\":2}");
+
+	/* a reload with user info in the url is refused, the url shown masked */
+	f = fopen(env.conf, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "socket = %s\nlog_level = debug\n\n[endpoint main]\n"
+		"url = wss://alice:" SECRET_MARK "Pw@127.0.0.1:%d/socket?apikey=" SECRET_MARK
+		"Key#" SECRET_MARK "Frag\n", env.sock, env.port);
+	fclose(f);
+	ck_assert_int_eq(kill(env.phxd, SIGHUP), 0);
+	ck_assert_msg(file_wait(log_path, "reload failed", IT_TIMEOUT_MS),
+		      "no failed reload in the log:\n%s", slurp(log_path));
+	ck_assert_msg(strstr(slurp(log_path), "url: bad value 'wss://***@127.0.0.1:") != NULL,
+		      "%s", slurp(log_path));
+	/* the same with a header whose quoted value does not end */
+	f = fopen(env.conf, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "[endpoint main]\nurl = ws://127.0.0.1:%d/socket\n"
+		"header.Authorization = \"Bearer " SECRET_MARK "Hdr2\n", env.port);
+	fclose(f);
+	ck_assert_int_eq(kill(env.phxd, SIGHUP), 0);
+	ck_assert_msg(file_wait(log_path, "unterminated quoted value", IT_TIMEOUT_MS),
+		      "%s", slurp(log_path));
+	/* still serving */
+	it_send(c, "PUSH room:s echo {\"n\":3}");
+	IT_EXPECT(c, "OK PUSH room:s {\"n\":3}");
+	it_close(c);
+	ck_assert_int_eq(it_stop_pid(env.phxd, 5000), 0);
+	env.phxd = 0;
+
+	const char *log = slurp(log_path);
+	ck_assert_msg(strstr(log, "] debug: ") != NULL, "not a debug log:\n%s", log);
+	ck_assert_msg(strstr(log, "stopped") != NULL, "%s", log);
+	const char *leak = strstr(log, SECRET_MARK);
+	ck_assert_msg(leak == NULL, "a secret in the log: '%.60s'\n%s", leak, log);
+	unlink(log_path);
+}
+END_TEST
+
+/* --- alerts in STATUS= ---------------------------------------------------- */
+
+/* Pushes on c every 30 ms (the replies are read and dropped) until a STATUS=
+ * message does (present 1) or does not (0) contain what; returns it. */
+static const char *push_until_status(struct it_client *c, const char *what, int present)
+{
+	static char status[1024];
+	long end = it_now_ms() + 3 * IT_TIMEOUT_MS;
+	int n = 0;
+	while (it_now_ms() < end) {
+		it_send(c, "PUSH room:slow echo {\"n\":%d}", n++);
+		const char *m;
+		long step = it_now_ms() + 30;
+		while ((m = notify_next((int)(step - it_now_ms()))) != NULL) {
+			const char *s = msg_get(m, "STATUS");
+			if (s && (strstr(s, what) != NULL) == present) {
+				snprintf(status, sizeof(status), "%s", s);
+				return status;
+			}
+		}
+		while (it_line(c, 0))
+			;
+	}
+	return NULL;
+}
+
+/* alert_response_time with replies delayed past it: systemctl status shows
+ * the alert; replies fast again: it goes. */
+START_TEST(notify_status_alert)
+{
+#ifndef HAVE_SYSTEMD
+	SKIP_IF(1, "phxd is built --without-systemd");
+#endif
+	char *extra[] = { ntf_env, NULL };
+	it_write_conf(&env, "metrics_interval = 100ms\nalert_response_time = 150ms",
+		      "pool_size = 1");
+	phxd_run(extra, NULL, -1);
+	ck_assert_ptr_nonnull(notify_wait("READY", "1", IT_TIMEOUT_MS, NULL));
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN room:slow");
+	IT_EXPECT(c, "OK JOIN room:slow {}");
+
+	ck_assert_str_eq(it_ctl(&env, "DELAY 400"), "OK");
+	const char *s = push_until_status(c, "alerts: response_time", 1);
+	ck_assert_msg(s != NULL, "no STATUS with the response_time alert");
+	ck_assert_str_eq(s, "1 client, 1/1 upstream connected, 1 channel; alerts: response_time");
+
+	ck_assert_str_eq(it_ctl(&env, "DELAY 0"), "OK");
+	s = push_until_status(c, "alerts:", 0);
+	ck_assert_msg(s != NULL, "the response_time alert stays in STATUS");
+	ck_assert_str_eq(s, "1 client, 1/1 upstream connected, 1 channel");
+	it_close(c);
 }
 END_TEST
 
@@ -666,6 +873,7 @@ static Suite *systemd_suite(void)
 	tcase_add_test(tc, notify_ready_status_watchdog_stopping);
 	tcase_add_test(tc, notify_watchdog_other_pid);
 	tcase_add_test(tc, notify_reload);
+	tcase_add_test(tc, notify_status_alert);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("logs");
@@ -674,6 +882,12 @@ static Suite *systemd_suite(void)
 	tcase_add_test(tc, journal_stream_prefixes);
 	tcase_add_test(tc, plain_stderr_timestamps);
 	tcase_add_test(tc, journal_stream_other_file);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("secrets");
+	tcase_add_checked_fixture(tc, start_sim_token, stop_all);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, secrets_never_logged);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("sigterm");

@@ -1,11 +1,12 @@
 /* unit_common — tests of the common/ modules: buf, json, utf8, b64, backoff,
- * hmap.  Inputs that are scanned are copied into exact-size heap blocks so
- * that ASan and valgrind catch any read past the end. */
+ * hmap, log_redact_url.  Inputs that are scanned are copied into exact-size
+ * heap blocks so that ASan and valgrind catch any read past the end. */
 #include "b64.h"
 #include "backoff.h"
 #include "buf.h"
 #include "hmap.h"
 #include "json.h"
+#include "log.h"
 
 #include <check.h>
 #include <errno.h>
@@ -1262,6 +1263,76 @@ START_TEST(test_hmap_iterate)
 }
 END_TEST
 
+/* ---- log_redact_url ------------------------------------------------------------- */
+
+/* Redacts url through an exact-size heap copy into a buffer of size n. */
+static const char *redact(const char *url, size_t n)
+{
+	static char out[512];
+	char *in = exact(url, strlen(url) + 1);
+	ck_assert_uint_le(n, sizeof(out));
+	memset(out, 'Z', sizeof(out));
+	log_redact_url(in, out, n);
+	free(in);
+	ck_assert_msg(n == 0 || strlen(out) < n, "'%s' overran %zu bytes", url, n);
+	return out;
+}
+
+START_TEST(test_log_redact_url)
+{
+	static const struct { const char *in, *want; } t[] = {
+		/* nothing to hide */
+		{ "ws://127.0.0.1:4000/socket", "ws://127.0.0.1:4000/socket" },
+		{ "", "" },
+		{ "/socket/websocket", "/socket/websocket" },
+		/* query values */
+		{ "wss://h/socket?token=s3cret&vsn=2.0.0", "wss://h/socket?token=***&vsn=***" },
+		{ "ws://h/?a=1&b&c=", "ws://h/?a=***&b&c=***" },
+		{ "ws://h/s?email=ann@example.com", "ws://h/s?email=***" },
+		/* user info, with or without a password, any scheme or none */
+		{ "wss://alice:SECRET@example.com/socket", "wss://***@example.com/socket" },
+		{ "ws://user@example.com/socket?token=s3cret",
+		  "ws://***@example.com/socket?token=***" },
+		{ "http://alice:SECRET@h/", "http://***@h/" },
+		{ "alice:SECRET@h/socket", "***@h/socket" },
+		{ "ws:/alice:SECRET@h/", "***@h/" },
+		{ "wss://a:b@c@h/", "wss://***@h/" },
+		/* unencoded '/', '?', '#', '=' in a password */
+		{ "wss://alice:SE/CRET@h/s", "wss://***@h/s" },
+		{ "wss://alice:SE?CRET@h/s?t=1", "wss://***@h/s?t=***" },
+		{ "wss://alice:SE#CRET@h/s", "wss://***@h/s" },
+		{ "wss://alice:SE=CRET@h/s", "wss://***@h/s" },
+		/* fragments */
+		{ "ws://h/socket#SECRET", "ws://h/socket#***" },
+		{ "ws://h/socket?token=a#SECRET?x=y", "ws://h/socket?token=***#***" },
+		{ "ws://u:SECRET@h/#f", "ws://***@h/#***" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
+		const char *got = redact(t[i].in, 512);
+		ck_assert_msg(strcmp(got, t[i].want) == 0, "'%s' gives '%s', want '%s'",
+			      t[i].in, got, t[i].want);
+	}
+	/* too small a buffer: cut short, never a byte of a secret */
+	static const char *const secret_urls[] = {
+		"wss://alice:SECRET@example.com/socket?token=SECRET#SECRET",
+		"alice:SECRET@h", "ws://h/?token=SECRET", "ws://h/#SECRET",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(secret_urls); i++) {
+		for (size_t n = 0; n < 70; n++) {
+			const char *got = redact(secret_urls[i], n);
+			ck_assert_msg(n == 0 || !strstr(got, "SEC"), "'%s' in %zu bytes: '%s'",
+				      secret_urls[i], n, got);
+		}
+	}
+	ck_assert_str_eq(redact("wss://alice:SECRET@host/x", 12), "wss://***@h");
+	ck_assert_str_eq(redact("wss://alice:SECRET@host/x", 10), "wss://");
+	ck_assert_str_eq(redact("ws://h/socket", 8), "ws://h/");
+	char one = 'Z';
+	log_redact_url("ws://h/", &one, 1);
+	ck_assert_int_eq(one, '\0');
+}
+END_TEST
+
 /* ---- runner --------------------------------------------------------------------- */
 
 static Suite *suite_of(const char *name, const TTest *const *tests, size_t n)
@@ -1294,6 +1365,7 @@ int main(void)
 	SUITE("b64", test_b64_rfc4648, test_b64_roundtrip, test_b64_bad);
 	SUITE("backoff", test_backoff_parse, test_backoff_schedule, test_backoff_jitter);
 	SUITE("hmap", test_hmap_basic, test_hmap_many, test_hmap_churn, test_hmap_iterate);
+	SUITE("log", test_log_redact_url);
 
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);

@@ -136,9 +136,21 @@ START_TEST(test_pool_options)
 		      "max_channels_per_upstream: bad value '0' (integer 1..1000000)");
 	expect_ep_err("pool_idle_timeout = 99ms",
 		      "pool_idle_timeout: bad value '99ms' (duration 100ms..24h, e.g. 60s)");
-	/* pool_min may not exceed pool_size: reported at the section */
+	/* pool_min may not exceed pool_size: reported at the later of the two,
+	 * the line that made them disagree */
 	expect_err(MIN_EP "pool_size = 2\npool_min = 3\n",
-		   "phxd.conf:1: endpoint 'main': pool_min (3) is larger than pool_size (2)");
+		   "phxd.conf:4: endpoint 'main': pool_min (3) is larger than pool_size (2)");
+	expect_err(MIN_EP "pool_min = 3\n\n# fewer\npool_size = 2\n",
+		   "phxd.conf:6: endpoint 'main': pool_min (3) is larger than pool_size (2)");
+	/* only one of them set: at that one */
+	expect_err(MIN_EP "\n\npool_min = 5\n",
+		   "phxd.conf:5: endpoint 'main': pool_min (5) is larger than pool_size (4)");
+	/* the second endpoint's own lines */
+	expect_err(MIN_EP "pool_size = 2\n[endpoint b]\nurl = ws://h/\npool_size = 8\n"
+		   "pool_min = 8\npool_size = 1\n",
+		   "phxd.conf:8: duplicate option 'pool_size' (first at line 6)");
+	expect_err(MIN_EP "pool_size = 2\n[endpoint b]\nurl = ws://h/\npool_min = 5\n",
+		   "phxd.conf:6: endpoint 'b': pool_min (5) is larger than pool_size (4)");
 }
 END_TEST
 
@@ -483,7 +495,7 @@ START_TEST(test_params_headers)
 	expect_ep_err("param.a/b = 1",
 		      "param.a/b: bad parameter name (1-64 characters of A-Za-z0-9_.-)");
 	expect_err(MIN_EP "param.token = a\nparam.token = b\n",
-		   "phxd.conf:4: duplicate option 'param.token'");
+		   "phxd.conf:4: duplicate option 'param.token' (first at line 3)");
 	/* parameter keys are case-sensitive */
 	expect_ok(&c, MIN_EP "param.token = a\nparam.Token = b\n");
 	conf_free(&c);
@@ -503,7 +515,7 @@ START_TEST(test_params_headers)
 		      "header.sec-websocket-protocol: phxd sets this header itself");
 	/* header names compare without case */
 	expect_err(MIN_EP "header.X-A = 1\nheader.x-a = 2\n",
-		   "phxd.conf:4: duplicate option 'header.x-a'");
+		   "phxd.conf:4: duplicate option 'header.x-a' (first at line 3)");
 	/* CR inside a value cannot get through: it is a control character */
 	expect_err(MIN_EP "header.X-A = a\rb\n", "phxd.conf:3: control character 0x0d in line");
 }
@@ -518,13 +530,20 @@ START_TEST(test_url_option)
 	expect_err("[endpoint a]\nurl = http://example.com/socket\n",
 		   "phxd.conf:2: url: bad value 'http://example.com/socket' "
 		   "(scheme must be ws:// or wss://)");
-	/* query values are not echoed: they may be secrets */
+	/* user info, query values and fragments are not echoed: they may be
+	 * secrets */
 	expect_err("[endpoint a]\nurl = ws://user@example.com/socket?token=s3cret\n",
-		   "phxd.conf:2: url: bad value 'ws://user@example.com/socket?token=***' "
+		   "phxd.conf:2: url: bad value 'ws://***@example.com/socket?token=***' "
 		   "(user info ('user@') is not allowed)");
-	expect_err("[endpoint a]\nurl = ws://example.com/socket#frag\n",
-		   "phxd.conf:2: url: bad value 'ws://example.com/socket#frag' "
+	expect_err("[endpoint a]\nurl = wss://alice:s3cret@example.com/socket\n",
+		   "phxd.conf:2: url: bad value 'wss://***@example.com/socket' "
+		   "(user info ('user@') is not allowed)");
+	expect_err("[endpoint a]\nurl = ws://example.com/socket#s3cret\n",
+		   "phxd.conf:2: url: bad value 'ws://example.com/socket#***' "
 		   "(fragments ('#') are not allowed)");
+	expect_err("[endpoint a]\nurl = http://alice:s3cret@example.com/\n",
+		   "phxd.conf:2: url: bad value 'http://***@example.com/' "
+		   "(scheme must be ws:// or wss://)");
 }
 END_TEST
 
@@ -543,7 +562,7 @@ START_TEST(test_errors_brief)
 	expect_err("\n\n\n\nurl = ws://a/\n" MIN_EP,
 		   "phxd.conf:5: option 'url' outside an [endpoint] section");
 	expect_err("\n\n\n\n\n\n[endpoint main]\nurl = ws://a/\nurl = ws://b/\n",
-		   "phxd.conf:9: duplicate option 'url'");
+		   "phxd.conf:9: duplicate option 'url' (first at line 8)");
 	expect_err(MIN_EP "\n\n\n\n\n\n\n\n\n\n\njust some words\n",
 		   "phxd.conf:14: syntax error: expected 'key = value'");
 	expect_err("socket_mode = 0600\n", "phxd.conf: no [endpoint] section");
@@ -564,7 +583,7 @@ START_TEST(test_errors_more)
 	expect_ep_err("socket = /x", "global option 'socket' in [endpoint main] (global options "
 		      "go before the first [endpoint] section)");
 	expect_err("max_clients = 5\nmax_clients = 6\n" MIN_EP,
-		   "phxd.conf:2: duplicate option 'max_clients'");
+		   "phxd.conf:2: duplicate option 'max_clients' (first at line 1)");
 	/* the same option in two endpoints is fine */
 	struct conf c;
 	expect_ok(&c, "[endpoint a]\nurl = ws://a/\n[endpoint b]\nurl = ws://b/\n");

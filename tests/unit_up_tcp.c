@@ -270,7 +270,7 @@ START_TEST(options_bad)
 	conf_init(&cf);
 	ck_assert_int_eq(conf_parse_string(&cf, EP "tcp_rcvbuf = 1M\ntcp_rcvbuf = 2M\n", "t.conf",
 					   err, sizeof(err)), -EINVAL);
-	ck_assert_str_eq(err, "t.conf:4: duplicate option 'tcp_rcvbuf'");
+	ck_assert_str_eq(err, "t.conf:4: duplicate option 'tcp_rcvbuf' (first at line 3)");
 }
 END_TEST
 

@@ -69,6 +69,10 @@
  *					before compression, fragmented_out the
  *					messages sent in fragments and
  *					fragments_out their frames
+ *					closes_in counts close frames received,
+ *					close_in_CODE (present once seen) those
+ *					with code 1000..1015, close_in_other
+ *					the rest
  *
  * EXIT STATUS
  *	0 after SIGTERM or SIGINT, 1 on a startup error, 2 on a usage error.
@@ -227,6 +231,8 @@ struct stats {
 	unsigned long long compressed_in, compressed_out, ws_bytes_in, ws_bytes_out;
 	unsigned long long payload_in, payload_out;
 	unsigned long long fragmented_out, fragments_out;
+	/* close frames received: all, by code 1000..1015, any other code */
+	unsigned long long closes_in, close_in[16], close_in_other;
 };
 
 /* A string from a frame; p == NULL is JSON null. */
@@ -1344,6 +1350,11 @@ static void ws_msg_cb(wslay_event_context_ptr ctx,
 		handle_msg(c, &m);
 	} else if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
 		log_debug("conn %lu: close frame %u", c->id, arg->status_code);
+		sim.st.closes_in++;
+		if (arg->status_code >= 1000 && arg->status_code < 1016)
+			sim.st.close_in[arg->status_code - 1000]++;
+		else
+			sim.st.close_in_other++;
 	}
 }
 
@@ -2379,23 +2390,34 @@ static int cmd_stats(struct ctl *k, char *args)
 {
 	struct list_node *pos;
 	size_t npmd = 0;
+	char closes[1024];
+	int cl;
 
 	(void)args;
 	for (pos = sim.conns.next; pos != &sim.conns; pos = pos->next) {
 		struct conn *c = container_of(pos, struct conn, node);
 		npmd += c->st == ST_WS && c->pmd.enabled;
 	}
+	/* "closes_in":N, then "close_in_CODE":N for the codes seen */
+	cl = snprintf(closes, sizeof(closes), "\"closes_in\":%llu", sim.st.closes_in);
+	for (unsigned i = 0; i < 16; i++)
+		if (sim.st.close_in[i])
+			cl += snprintf(closes + cl, sizeof(closes) - (size_t)cl,
+				       ",\"close_in_%u\":%llu", 1000 + i, sim.st.close_in[i]);
+	if (sim.st.close_in_other)
+		snprintf(closes + cl, sizeof(closes) - (size_t)cl, ",\"close_in_other\":%llu",
+			 sim.st.close_in_other);
 	ctl_printf(k, "OK {\"connections\":%zu,\"accepted\":%llu,\"joins\":%llu,"
 		   "\"leaves\":%llu,\"channels\":%zu,\"frames_in\":%llu,"
 		   "\"frames_out\":%llu,\"heartbeats\":%llu,\"compressed_connections\":%zu,"
 		   "\"compressed_in\":%llu,\"compressed_out\":%llu,\"ws_bytes_in\":%llu,"
 		   "\"ws_bytes_out\":%llu,\"payload_in\":%llu,\"payload_out\":%llu,"
-		   "\"fragmented_out\":%llu,\"fragments_out\":%llu}",
+		   "\"fragmented_out\":%llu,\"fragments_out\":%llu,%s}",
 		   sim.nws, sim.st.accepted, sim.st.joins, sim.st.leaves, sim.nchans,
 		   sim.st.frames_in, sim.st.frames_out, sim.st.heartbeats, npmd,
 		   sim.st.compressed_in, sim.st.compressed_out, sim.st.ws_bytes_in,
 		   sim.st.ws_bytes_out, sim.st.payload_in, sim.st.payload_out,
-		   sim.st.fragmented_out, sim.st.fragments_out);
+		   sim.st.fragmented_out, sim.st.fragments_out, closes);
 	return 0;
 }
 
