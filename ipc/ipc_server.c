@@ -20,12 +20,16 @@
 #define IPC_READ_CHUNK 16384
 #define IPC_READS_PER_EVENT 4   /* fairness: then let other clients run */
 #define IPC_BYE_SLACK 256       /* room kept for the last BYE line */
+/* How long a closing client may take to read what is queued for it (its
+ * last lines and the BYE) before it is closed anyway. */
+#define IPC_LINGER_MS 1000
 
 static void ipc_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void ipc_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void ipc_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void ipc_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents);
 static void ipc_pause_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void ipc_linger_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void ipc_kick_cb(struct ev_loop *loop, ev_idle *w, int revents);
 
 void ipc_server_init(struct ipc_server *s, struct ev_loop *loop,
@@ -45,6 +49,7 @@ void ipc_server_init(struct ipc_server *s, struct ev_loop *loop,
 	list_init(&s->reap);
 	ev_io_init(&s->lio, ipc_accept_cb, -1, EV_READ);
 	ev_timer_init(&s->accept_pause, ipc_pause_cb, 1., 0.);
+	ev_timer_init(&s->linger, ipc_linger_cb, IPC_LINGER_MS / 4000., IPC_LINGER_MS / 4000.);
 	ev_prepare_init(&s->prep, ipc_prepare_cb);
 	ev_idle_init(&s->kick, ipc_kick_cb);
 	ev_prepare_start(loop, &s->prep);
@@ -201,6 +206,8 @@ static void ipc_client_kill(struct ipc_client *c)
 	if (c->dead)
 		return;
 	c->dead = 1;
+	if (c->closing)
+		s->lingering--;
 	if (c->hibernating) {
 		c->hibernating = 0;
 		s->hibernating--;
@@ -231,6 +238,29 @@ static void ipc_touch(struct ipc_client *c)
 	}
 }
 
+/* n bytes of the queue went to the socket. */
+static void ipc_out_sent(struct ipc_client *c, size_t n)
+{
+	buf_consume(&c->out, n);
+	/* what is left starts past a newline unless a line was cut (the
+	 * consumed bytes are still before rpos when some are left) */
+	c->out_midline = buf_len(&c->out) && buf_rptr(&c->out)[-1] != '\n';
+	c->last_ms = (uint64_t)(ev_now(c->srv->loop) * 1000.);
+}
+
+/* Drops the queued lines not started yet: a client dropped for not reading
+ * gets the end of a line it is in the middle of, then its BYE, never a
+ * cut line. */
+static void ipc_out_drop_unsent(struct ipc_client *c)
+{
+	size_t keep = 0;
+	if (c->out_midline) {
+		long nl = buf_find(&c->out, 0, '\n');
+		keep = nl < 0 ? buf_len(&c->out) : (size_t)nl + 1;
+	}
+	buf_truncate(&c->out, keep);
+}
+
 /* Writes queued output; returns -1 when the client had to be closed. */
 static int ipc_client_flush(struct ipc_client *c)
 {
@@ -250,8 +280,7 @@ static int ipc_client_flush(struct ipc_client *c)
 			ipc_client_kill(c);
 			return -1;
 		}
-		buf_consume(&c->out, (size_t)w);
-		c->last_ms = (uint64_t)(ev_now(s->loop) * 1000.);
+		ipc_out_sent(c, (size_t)w);
 	}
 	ev_io_stop(s->loop, &c->wio);
 	list_del(&c->dirty);
@@ -282,6 +311,9 @@ void ipc_client_close(struct ipc_client *c, const char *bye_reason)
 	if (c->dead || c->closing)
 		return;
 	c->closing = 1;
+	c->close_by_ms = (uint64_t)(ev_now(c->srv->loop) * 1000.) + IPC_LINGER_MS;
+	if (c->srv->lingering++ == 0)
+		ev_timer_again(c->srv->loop, &c->srv->linger);
 	if (bye_reason) {
 		/* the BYE may pass the queue limit */
 		c->out.max = 0;
@@ -304,6 +336,7 @@ void ipc_client_wrote(struct ipc_client *c, int r)
 		c->srv->overflows++;
 		log_warn("client %llu (pid %d): output queue full (%zu bytes): disconnecting",
 			 (unsigned long long)c->id, (int)c->pid, c->srv->queue_max);
+		ipc_out_drop_unsent(c);
 		ipc_client_close(c, "output queue full");
 		return;
 	}
@@ -342,8 +375,7 @@ static int ipc_client_push_out(struct ipc_client *c)
 			ipc_client_close(c, NULL);
 			return -1;
 		}
-		buf_consume(&c->out, (size_t)w);
-		c->last_ms = (uint64_t)(ev_now(c->srv->loop) * 1000.);
+		ipc_out_sent(c, (size_t)w);
 	}
 	return 0;
 }
@@ -379,9 +411,11 @@ static void ipc_client_settle(struct ipc_client *c)
 	if (c->dead)
 		return;
 	if (c->closing) {
-		/* best effort: what the kernel took is delivered, the rest is
-		 * dropped; a peer that does not read cannot hold us */
-		ipc_client_kill(c);
+		/* its last lines and BYE go out if the peer reads them within
+		 * IPC_LINGER_MS; a peer that does not read cannot hold us */
+		if (buf_len(&c->out) == 0 ||
+		    (uint64_t)(ev_now(c->srv->loop) * 1000.) >= c->close_by_ms)
+			ipc_client_kill(c);
 		return;
 	}
 	if (c->eof && c->npending == 0 && buf_len(&c->out) == 0)
@@ -492,6 +526,16 @@ static void ipc_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	if (ipc_client_flush(c) == 0)
 		ipc_client_settle(c);
+}
+
+/* Only wakes the loop: the prepare phase settles closing clients whose
+ * time is up.  Stops once none is left. */
+static void ipc_linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ipc_server *s = container_of(w, struct ipc_server, linger);
+	(void)revents;
+	if (s->lingering == 0)
+		ev_timer_stop(loop, w);
 }
 
 static void ipc_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -669,6 +713,7 @@ void ipc_server_close(struct ipc_server *s, const char *bye_reason)
 		close(s->lfd);
 		s->lfd = -1;
 	}
+	ev_timer_stop(s->loop, &s->linger);
 	ev_timer_stop(s->loop, &s->accept_pause);
 	ev_idle_stop(s->loop, &s->kick);
 	if (ev_is_active(&s->prep)) {

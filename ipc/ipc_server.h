@@ -34,6 +34,8 @@ struct ipc_client {
 	int discarding;          /* skipping the rest of an overlong line */
 	int eof;                 /* peer shut its side; close once done */
 	int closing;             /* close requested: flush, then close (deferred) */
+	int out_midline;         /* the first queued line is partly sent */
+	uint64_t close_by_ms;    /* closing: closed by then even if output remains */
 	int dead;                /* closed; waiting to be reaped */
 	struct list_node node;   /* srv->clients or srv->reap */
 	struct list_node dirty;  /* srv->dirty while output waits */
@@ -62,6 +64,8 @@ struct ipc_server {
 	int lfd;
 	ev_io lio;
 	ev_timer accept_pause;   /* after EMFILE */
+	ev_timer linger;         /* wakes the loop for closing clients past their time */
+	unsigned lingering;      /* closing clients whose output is not out yet */
 	ev_prepare prep;         /* flushes output, reaps closed clients */
 	ev_idle kick;            /* no blocking while output waits for prep */
 	char path[108];

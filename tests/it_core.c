@@ -239,6 +239,172 @@ START_TEST(channel_crash_rejoins)
 }
 END_TEST
 
+/* The dropped slow client's last lines: reads to EOF; every whole line is
+ * the next event of the flood (from i = 0, none lost in between) or, once
+ * and last, BYE {"reason":"output queue full"} (docs/PROTOCOL.md: sent best
+ * effort; a piece of a line may follow the events when there is no BYE).
+ * Returns 1 when the BYE came. */
+static int slow_consumer_tail(struct it_client *c)
+{
+	static const char bye[] = "BYE {\"reason\":\"output queue full\"}";
+	int next = 0, got_bye = 0;
+	const char *l;
+	while ((l = it_line(c, IT_TIMEOUT_MS)) != NULL) {
+		char pfx[64];
+		ck_assert_msg(!got_bye, "'%.80s' after the BYE", l);
+		if (strcmp(l, bye) == 0) {
+			got_bye = 1;
+			continue;
+		}
+		int k = snprintf(pfx, sizeof(pfx), "EVENT room:flood ev {\"i\":%d,\"pad\":\"ppp", next);
+		ck_assert_msg(strncmp(l, pfx, (size_t)k) == 0, "expected '%s...', got '%.80s'", pfx, l);
+		next++;
+	}
+	/* it_line() stopped at EOF, not for want of a line: phxd closed it */
+	ck_assert_msg(it_wait_eof(c, IT_TIMEOUT_MS), "the slow client was not disconnected");
+	ck_assert_msg(next > 0 && next < 2000, "the slow client got %d events", next);
+	ck_assert_msg(!got_bye || c->len == 0, "%zu bytes after the BYE", c->len);
+	return got_bye;
+}
+
+/* ---- push_buffer = 3: pushes made while the channel is not joined ---- */
+
+static void start_push_buffer(void)
+{
+	it_env_start(&env, NULL, NULL, "push_buffer = 3\n");
+}
+
+START_TEST(push_buffer_full)
+{
+	struct it_client *c = it_connect(&env);
+	/* the join reply comes a second late: the pushes wait for it */
+	ck_assert_str_eq(it_ctl(&env, "DELAY 1000"), "OK");
+	const char *lines = "@j JOIN room:pb\n"
+			    "@p1 PUSH room:pb echo {\"n\":1}\n"
+			    "@p2 PUSH room:pb echo {\"n\":2}\n"
+			    "@p3 PUSH room:pb echo {\"n\":3}\n"
+			    "@p4 PUSH room:pb echo {\"n\":4}\n";
+	it_send_raw(c, lines, strlen(lines));
+	/* the fourth is one too many: refused at once, before the join */
+	IT_EXPECT(c, "ERR @p4 PUSH room:pb {\"reason\":\"push buffer full\"}");
+	ck_assert_str_eq(it_ctl(&env, "DELAY 0"), "OK");
+	/* joined: the three buffered ones go out and are answered in order */
+	IT_EXPECT(c, "OK @j JOIN room:pb {}");
+	IT_EXPECT(c, "OK @p1 PUSH room:pb {\"n\":1}");
+	IT_EXPECT(c, "OK @p2 PUSH room:pb {\"n\":2}");
+	IT_EXPECT(c, "OK @p3 PUSH room:pb {\"n\":3}");
+	/* a joined channel sends at once: more than push_buffer in flight */
+	const char *five = "@q1 PUSH room:pb echo {}\n@q2 PUSH room:pb echo {}\n"
+			   "@q3 PUSH room:pb echo {}\n@q4 PUSH room:pb echo {}\n"
+			   "@q5 PUSH room:pb echo {}\n";
+	it_send_raw(c, five, strlen(five));
+	for (int i = 1; i <= 5; i++) {
+		char want[64];
+		snprintf(want, sizeof(want), "OK @q%d PUSH room:pb {}", i);
+		IT_EXPECT(c, want);
+	}
+	/* the same bound while the channel rejoins after a crash: the rejoin
+	 * waits out rejoin_backoff and its reply DELAY */
+	ck_assert_str_eq(it_ctl(&env, "DELAY 1000"), "OK");
+	ck_assert_str_eq(it_ctl(&env, "CRASH room:pb"), "OK 1");
+	IT_EXPECT(c, "STATE room:pb rejoining {\"reason\":\"channel error\"}");
+	lines = "@r1 PUSH room:pb echo {\"r\":1}\n@r2 PUSH room:pb echo {\"r\":2}\n"
+		"@r3 PUSH room:pb echo {\"r\":3}\n@r4 PUSH room:pb echo {\"r\":4}\n";
+	it_send_raw(c, lines, strlen(lines));
+	IT_EXPECT(c, "ERR @r4 PUSH room:pb {\"reason\":\"push buffer full\"}");
+	ck_assert_str_eq(it_ctl(&env, "DELAY 0"), "OK");
+	IT_EXPECT(c, "STATE room:pb rejoined {}");
+	IT_EXPECT(c, "OK @r1 PUSH room:pb {\"r\":1}");
+	IT_EXPECT(c, "OK @r2 PUSH room:pb {\"r\":2}");
+	IT_EXPECT(c, "OK @r3 PUSH room:pb {\"r\":3}");
+	it_close(c);
+}
+END_TEST
+
+/* ---- rejoin after phx_error, with the default rejoin_backoff ---- */
+
+/* conf.c's BACKOFF_REJOIN_DEFAULT starts at 1000 ms, and phxd's jitter
+ * (25%) can shorten a step to 750 ms: nothing may come back sooner than
+ * this (80% of that; a bound on a documented delay, not a speed figure). */
+#define REJOIN_FIRST_MIN_MS 600
+/* the second step, 2000 ms, at least 1500 ms with jitter */
+#define REJOIN_SECOND_MIN_MS 1200
+
+static void start_default_rejoin(void)
+{
+	it_env_start(&env, NULL, NULL, NULL);
+	/* the common config sets a short rejoin_backoff: an endpoint without */
+	it_stop_pid(env.phxd, 5000);
+	char extra[256];
+	snprintf(extra, sizeof(extra), "\n[endpoint dflt]\nurl = ws://127.0.0.1:%d/socket\n",
+		 env.port);
+	it_phxd_start(&env, "default_endpoint = dflt", extra);
+}
+
+START_TEST(rejoin_backoff_after_crash)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN room:bo {\"v\":1}");
+	IT_EXPECT(c, "OK JOIN room:bo {\"v\":1}");
+	/* phx_error: rejoining at once, rejoined one backoff step later */
+	long t0 = it_now_ms();
+	ck_assert_str_eq(it_ctl(&env, "CRASH room:bo"), "OK 1");
+	IT_EXPECT(c, "STATE room:bo rejoining {\"reason\":\"channel error\"}");
+	it_send(c, "TOPICS");
+	IT_EXPECT(c, "OK TOPICS - {\"topics\":[{\"topic\":\"room:bo\",\"endpoint\":\"dflt\",\"upstream\":0,\"state\":\"rejoining\"}]}");
+	IT_EXPECT(c, "STATE room:bo rejoined {\"v\":1}");
+	long waited = it_now_ms() - t0;
+	ck_assert_msg(waited >= REJOIN_FIRST_MIN_MS, "rejoined %ld ms after the crash", waited);
+	ck_assert_str_eq(it_ctl(&env, "CHANNELS room:bo"), "OK 1");
+	/* the successful rejoin reset the backoff: first step again, then a
+	 * refused rejoin waits the second step */
+	ck_assert_str_eq(it_ctl(&env, "REFUSE 1"), "OK");
+	t0 = it_now_ms();
+	ck_assert_str_eq(it_ctl(&env, "CRASH room:bo"), "OK 1");
+	IT_EXPECT(c, "STATE room:bo rejoining {\"reason\":\"channel error\"}");
+	IT_EXPECT(c, "STATE room:bo rejoining {\"reason\":\"refused\"}");
+	long t1 = it_now_ms();
+	ck_assert_msg(t1 - t0 >= REJOIN_FIRST_MIN_MS, "rejoin refused %ld ms after the crash",
+		      t1 - t0);
+	IT_EXPECT(c, "STATE room:bo rejoined {\"v\":1}");
+	waited = it_now_ms() - t1;
+	ck_assert_msg(waited >= REJOIN_SECOND_MIN_MS, "rejoined %ld ms after the refusal", waited);
+	it_send(c, "PUSH room:bo echo {\"back\":true}");
+	IT_EXPECT(c, "OK PUSH room:bo {\"back\":true}");
+	it_close(c);
+}
+END_TEST
+
+/* ---- phxsim --idle-timeout 1 closes WebSockets silent for a second;
+ * phxd's heartbeat (5 s) is too rare to keep them open ---- */
+
+static void start_idle_server(void)
+{
+	it_env_start(&env, "--idle-timeout 1", NULL, "heartbeat_interval = 5s\n");
+}
+
+START_TEST(server_idle_close_reconnects)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN room:idle {\"z\":0}");
+	IT_EXPECT(c, "OK JOIN room:idle {\"z\":0}");
+	for (int round = 1; round <= 2; round++) {
+		/* the server closes the silent socket; phxd connects again */
+		IT_EXPECT_PREFIX(c, "STATE room:idle rejoining {\"reason\":\"disconnected\"");
+		IT_EXPECT(c, "STATE room:idle rejoined {\"z\":0}");
+		it_send(c, "PUSH room:idle echo {\"round\":%d}", round);
+		char want[64];
+		snprintf(want, sizeof(want), "OK PUSH room:idle {\"round\":%d}", round);
+		IT_EXPECT(c, want);
+	}
+	/* a fresh WebSocket each time: the first and two more */
+	const char *st = it_ctl(&env, "STATS");
+	ck_assert_msg(strstr(st, "\"accepted\":3") != NULL, "STATS: %s", st);
+	ck_assert_str_eq(it_ctl(&env, "CHANNELS room:idle"), "OK 1");
+	it_close(c);
+}
+END_TEST
+
 START_TEST(slow_consumer)
 {
 	struct it_client *slow = it_connect(&env);
@@ -252,14 +418,20 @@ START_TEST(slow_consumer)
 	char pad[1001];
 	memset(pad, 'p', 1000);
 	pad[1000] = '\0';
-	int got = 0;
+	int got = 0, sent = 0;
 	for (int i = 0; i < 2000; i++) {
 		it_ctl(&env, "BROADCAST room:flood ev {\"i\":%d,\"pad\":\"%s\"}", i, pad);
+		sent++;
 		if (it_wait_prefix(fast, "EVENT room:flood ev ", IT_TIMEOUT_MS))
 			got++;
+		/* once phxd gave up on the slow client, it has a second to read
+		 * what is left: its lines, then the BYE */
+		if (i % 10 == 9 && strstr(it_phxd_ctl(&env, "STATS"), "\"overflows\":1"))
+			break;
 	}
-	ck_assert_int_eq(got, 2000);
-	ck_assert(it_wait_eof(slow, IT_TIMEOUT_MS));
+	ck_assert_int_eq(got, sent);
+	ck_assert_msg(sent < 2000, "the slow client was never dropped");
+	ck_assert_msg(slow_consumer_tail(slow), "no BYE for the slow client");
 	it_send(fast, "PING");
 	IT_EXPECT(fast, "OK PING - {}");
 	it_close(slow);
@@ -362,16 +534,19 @@ static void start_tls(void)
 	snprintf(args, sizeof(args), "--tls-cert %s/cert.pem --tls-key %s/key.pem", tls_dir, tls_dir);
 	memset(&env, 0, sizeof(env));
 	it_env_start(&env, args, NULL, "join_timeout = 1500ms\n");
-	/* replace the plain endpoint by three TLS ones */
+	/* again with four TLS endpoints (the plain one stays, unused) */
 	it_stop_pid(env.phxd, 5000);
 	snprintf(ep, sizeof(ep),
 		 "\n[endpoint good]\nurl = wss://localhost:%d/socket\nca_file = %s/cert.pem\n"
 		 "join_timeout = 3s\n"
 		 "\n[endpoint untrusted]\nurl = wss://localhost:%d/socket\njoin_timeout = 1500ms\n"
 		 "\n[endpoint wrongname]\nurl = wss://127.0.0.1:%d/socket\nca_file = %s/cert.pem\n"
-		 "join_timeout = 1500ms\n",
-		 env.port, tls_dir, env.port, env.port, tls_dir);
-	it_phxd_start(&env, "default_endpoint = good", ep);
+		 "join_timeout = 1500ms\n"
+		 "\n[endpoint noverify]\nurl = wss://localhost:%d/socket\ntls_verify = false\n"
+		 "join_timeout = 3s\n",
+		 env.port, tls_dir, env.port, env.port, tls_dir, env.port);
+	/* phxd's log is read by tls_unverified_warns */
+	it_phxd_start_log(&env, "default_endpoint = good", ep);
 }
 
 static void stop_tls(void)
@@ -411,6 +586,31 @@ START_TEST(tls_verified)
 	ck_assert_ptr_nonnull(l);
 	ck_assert_msg(strncmp(l, "ERR JOIN room:w {\"reason\":\"upstream unavailable\"", 48) == 0 &&
 		      strstr(l, "certificate"), "got '%s'", l);
+	it_close(c);
+}
+END_TEST
+
+/* tls_verify = false is a choice the log shows: one warning for the
+ * endpoint that turned it off, none for those that verify. */
+START_TEST(tls_unverified_warns)
+{
+	static const char warn[] = "endpoint 'noverify': tls_verify = false: the server's "
+				   "certificate is NOT checked";
+	ck_assert_msg(it_wait_log(&env, warn, 1, IT_TIMEOUT_MS), "no warning in %s", env.log);
+	struct it_client *c = it_connect(&env);
+	/* the self-signed certificate, not checked, is accepted */
+	it_send(c, "USE noverify");
+	IT_EXPECT(c, "OK USE noverify {}");
+	it_send(c, "JOIN room:nv");
+	IT_EXPECT(c, "OK JOIN room:nv {}");
+	it_send(c, "PUSH room:nv echo {\"checked\":false}");
+	IT_EXPECT(c, "OK PUSH room:nv {\"checked\":false}");
+	/* said once per endpoint, not once per connection */
+	it_ctl(&env, "DROP");
+	IT_EXPECT_PREFIX(c, "STATE room:nv rejoining ");
+	IT_EXPECT(c, "STATE room:nv rejoined {}");
+	ck_assert_int_eq(it_log_count(&env, "tls_verify = false"), 1);
+	ck_assert_int_eq(it_log_count(&env, warn), 1);
 	it_close(c);
 }
 END_TEST
@@ -520,6 +720,24 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, channel_crash_rejoins);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("push buffer");
+	tcase_add_checked_fixture(tc, start_push_buffer, stop_env);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, push_buffer_full);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("rejoin backoff");
+	tcase_add_checked_fixture(tc, start_default_rejoin, stop_env);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, rejoin_backoff_after_crash);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("server idle timeout");
+	tcase_add_checked_fixture(tc, start_idle_server, stop_env);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, server_idle_close_reconnects);
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("limits");
 	tcase_add_checked_fixture(tc, start_small_limits, stop_env);
 	tcase_set_timeout(tc, 240);
@@ -551,6 +769,7 @@ static Suite *core_suite(void)
 	tcase_add_checked_fixture(tc, start_tls, stop_tls);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, tls_verified);
+	tcase_add_test(tc, tls_unverified_warns);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("heartbeat");

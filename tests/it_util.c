@@ -184,7 +184,9 @@ int it_wrapper_argv(char *buf, size_t n, char **argv, int max)
 	return argc;
 }
 
-void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoint_conf)
+/* it_phxd_start() with phxd's stderr on err_fd (-1: the test's). */
+static void phxd_start_err(struct it_env *e, const char *global_conf, const char *endpoint_conf,
+			   int err_fd)
 {
 	it_write_conf(e, global_conf, endpoint_conf);
 	/* PHX_TEST_WRAPPER, e.g. "valgrind --error-exitcode=99 -q", runs phxd
@@ -197,7 +199,7 @@ void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoi
 	argv[argc++] = e->conf;
 	argv[argc] = NULL;
 	unlink(e->sock);
-	e->phxd = spawn(argv, NULL);
+	e->phxd = spawn_env(argv, NULL, NULL, err_fd);
 	long end = it_now_ms() + IT_TIMEOUT_MS;
 	struct stat st;
 	while (stat(e->sock, &st) != 0) {
@@ -206,6 +208,46 @@ void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoi
 		IT_REQUIRE(waitpid(e->phxd, &s, WNOHANG) == 0, "phxd exited at start");
 		usleep(10000);
 	}
+}
+
+void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoint_conf)
+{
+	phxd_start_err(e, global_conf, endpoint_conf, -1);
+}
+
+void it_phxd_start_log(struct it_env *e, const char *global_conf, const char *endpoint_conf)
+{
+	snprintf(e->log, sizeof(e->log), "%s/phxd.stderr", e->dir);
+	int fd = open(e->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	IT_REQUIRE(fd >= 0, "cannot make %s: %s", e->log, strerror(errno));
+	phxd_start_err(e, global_conf, endpoint_conf, fd);
+	close(fd);
+}
+
+int it_log_count(struct it_env *e, const char *needle)
+{
+	char line[4096];
+	int n = 0;
+	FILE *f = e->log[0] ? fopen(e->log, "r") : NULL;
+	if (!f)
+		return 0;
+	/* a longer line is read in pieces: a needle across two of them would
+	 * be missed (the tests look for short needles in short lines) */
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, needle) != NULL;
+	fclose(f);
+	return n;
+}
+
+int it_wait_log(struct it_env *e, const char *needle, int n, int timeout_ms)
+{
+	long end = it_now_ms() + timeout_ms;
+	while (it_log_count(e, needle) < n) {
+		if (it_now_ms() >= end)
+			return 0;
+		usleep(10000);
+	}
+	return 1;
 }
 
 void it_env_prepare(struct it_env *e)
@@ -246,6 +288,8 @@ void it_env_stop(struct it_env *e)
 	char shm[256];
 	router_routes_default_name(e->sock, shm, sizeof(shm));
 	shm_unlink(shm);
+	if (e->log[0])
+		unlink(e->log);
 	unlink(e->conf);
 	unlink(e->sock);
 	unlink(e->ctl);

@@ -21,6 +21,7 @@ struct it_env {
 	int port;
 	pid_t sim, phxd;
 	int sim_out;            /* phxsim stdout */
+	char log[300];          /* phxd's stderr, when it_phxd_start_log() started it */
 };
 
 struct it_client {
@@ -47,6 +48,15 @@ void it_env_start(struct it_env *e, const char *sim_args, const char *global_con
 		  const char *endpoint_conf);
 void it_sim_start(struct it_env *e, const char *sim_args);
 void it_phxd_start(struct it_env *e, const char *global_conf, const char *endpoint_conf);
+/* As it_phxd_start(), with phxd's stderr in the file e->log (phxd.stderr
+ * in e->dir, made empty here; it_env_stop() removes it) instead of the
+ * test's stderr, for tests that read what phxd logs. */
+void it_phxd_start_log(struct it_env *e, const char *global_conf, const char *endpoint_conf);
+/* The lines of e->log holding needle (0 when there is no log). */
+int it_log_count(struct it_env *e, const char *needle);
+/* Polls e->log until it has at least n lines holding needle: 1 when it
+ * did within timeout_ms. */
+int it_wait_log(struct it_env *e, const char *needle, int n, int timeout_ms);
 void it_env_stop(struct it_env *e);
 /* it_env_start() without processes: the temp directory and the paths. */
 void it_env_prepare(struct it_env *e);

@@ -8,7 +8,9 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
 sh tests/deps.sh
-[ -x configure ] || autoreconf -fi >/dev/null 2>&1
+# quiet, but a failure runs it again for its messages (set -e would
+# otherwise end the script without a word)
+[ -x configure ] || autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
 mkdir -p build
 cd build
 [ -f Makefile ] || ../configure >/dev/null
