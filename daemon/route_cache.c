@@ -246,6 +246,12 @@ static int rc_params(const struct route_cache_params *in, struct route_cache_par
 		p->ttl_ms = ROUTE_CACHE_DEFAULT_TTL_MS;
 	if (!p->mode)
 		p->mode = ROUTE_CACHE_DEFAULT_MODE;
+	if (!p->now_ms) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		p->now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	}
 	if (p->mode & ~0777u)
 		return -EINVAL;
 	return 0;
@@ -352,6 +358,11 @@ static int rc_ep_ok(const struct rc_ep *ep)
 	       strnlen(ep->name, sizeof(ep->name)) == ep->len;
 }
 
+static int rc_ep_is(const struct rc_ep *ep, const char *name, size_t len)
+{
+	return ep->refs && ep->len == len && memcmp(ep->name, name, len) == 0;
+}
+
 /* Validates entry ref and copies its topic (NUL-terminated) into topic.
  * Returns the entry, or NULL with the reason in *why. */
 static const struct rc_ent *rc_view_ent(const struct rc_view *v, uint32_t ref,
@@ -435,6 +446,8 @@ struct rc_census {
 	struct route_cache *rc;
 	uint32_t eprefs[RC_EP_SLOTS];
 	uint32_t nlong, nttl;
+	uint64_t now;               /* the opener's clock */
+	uint64_t prev_last;         /* last_ms of the entry before, in LRU order */
 };
 
 static int rc_census_visit(void *arg, uint32_t ref, const struct rc_ent *e,
@@ -447,6 +460,23 @@ static int rc_census_visit(void *arg, uint32_t ref, const struct rc_ent *e,
 		*why = "topic does not match its hash";
 		return -1;
 	}
+	/* Cleanup stops at the first unexpired entry of the TTL list, so one
+	 * bad stamp would keep every older entry forever: the stamps must be
+	 * in use order, not in the future, and no entry used before it was
+	 * made.  (Structure alone is all an unclean segment offers.) */
+	if (e->last_ms > c->now) {
+		*why = "an entry was used in the future (last_ms after now)";
+		return -1;
+	}
+	if (e->created_ms > e->last_ms) {
+		*why = "an entry was used before it was made (created_ms after last_ms)";
+		return -1;
+	}
+	if (e->last_ms > c->prev_last) {
+		*why = "LRU list out of last_ms order";
+		return -1;
+	}
+	c->prev_last = e->last_ms;
 	c->eprefs[e->ep]++;
 	c->nlong += e->lng != 0;
 	c->nttl += e->state != ROUTE_STATE_JOINED;
@@ -461,6 +491,7 @@ static int rc_live(const struct route_cache *rc, uint32_t ref)
 static int rc_check_ttl(const struct route_cache *rc, uint32_t nttl, const char **why)
 {
 	uint32_t ref = rc->h->ttl.head, prev = 0, n = 0;
+	uint64_t last = UINT64_MAX;
 
 	for (; ref; prev = ref, ref = rc->ents[ref - 1].ttl.next, n++) {
 		if (n == nttl || !rc_live(rc, ref) ||
@@ -469,6 +500,11 @@ static int rc_check_ttl(const struct route_cache *rc, uint32_t nttl, const char 
 			*why = "TTL list broken";
 			return -1;
 		}
+		if (rc->ents[ref - 1].last_ms > last) {
+			*why = "TTL list out of last_ms order";
+			return -1;
+		}
+		last = rc->ents[ref - 1].last_ms;
 	}
 	if (n != nttl || rc->h->ttl.tail != prev) {
 		*why = "TTL list incomplete";
@@ -569,9 +605,28 @@ static uint64_t rc_table_sum(const struct route_cache *rc)
 	return rc_sum(s, rc->longs, (size_t)h->long_hw * sizeof(struct rc_long));
 }
 
+/* Endpoint names are unique: entries match theirs by name. */
+static int rc_check_eps(const struct route_cache *rc, const char **why)
+{
+	for (unsigned i = 0; i < RC_EP_SLOTS; i++) {
+		const struct rc_ep *a = &rc->eps[i];
+
+		if (!a->refs)
+			continue;
+		for (unsigned k = i + 1; k < RC_EP_SLOTS; k++) {
+			if (rc_ep_is(&rc->eps[k], a->name, a->len)) {
+				*why = "endpoint name listed twice";
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
 /* Everything a writer checks before trusting an attached segment whose
- * header is right.  0, or -1 with the reason in *why. */
-static int rc_check_tables(struct route_cache *rc, const char **why)
+ * header is right, now being the opener's clock.  0, or -1 with the reason
+ * in *why. */
+static int rc_check_tables(struct route_cache *rc, uint64_t now, const char **why)
 {
 	const struct rc_hdr *h = rc->h;
 	struct rc_census c;
@@ -592,6 +647,8 @@ static int rc_check_tables(struct route_cache *rc, const char **why)
 	}
 	memset(&c, 0, sizeof(c));
 	c.rc = rc;
+	c.now = now;
+	c.prev_last = UINT64_MAX;
 	if (rc_view_walk(&v, rc_census_visit, &c, why))
 		return -1;
 	for (unsigned i = 0; i < RC_EP_SLOTS; i++) {
@@ -600,6 +657,8 @@ static int rc_check_tables(struct route_cache *rc, const char **why)
 			return -1;
 		}
 	}
+	if (rc_check_eps(rc, why))
+		return -1;
 	if (rc_check_ttl(rc, c.nttl, why) || rc_check_longs(rc, c.nlong, why) ||
 	    rc_check_free(rc, why) || rc_check_buckets(rc, why))
 		return -1;
@@ -700,11 +759,6 @@ static void rc_list_front(struct route_cache *rc, struct rc_list *l, uint32_t re
 
 /* ---- writer: endpoint names ------------------------------------------------- */
 
-static int rc_ep_is(const struct rc_ep *ep, const char *name, size_t len)
-{
-	return ep->refs && ep->len == len && memcmp(ep->name, name, len) == 0;
-}
-
 /* Takes a reference on the slot named name, filling a free one if needed;
  * the index, or -ENOSPC. */
 static int rc_ep_get(struct route_cache *rc, const char *name, size_t len)
@@ -767,8 +821,11 @@ static int rc_key_eq(struct route_cache *rc, const struct rc_ent *e, const char 
 	return len == in || memcmp(rc_long(rc, e->lng)->data, topic + in, len - in) == 0;
 }
 
-/* The entry holding topic, or 0. */
-static uint32_t rc_find(struct route_cache *rc, const char *topic, size_t len, uint64_t hash)
+/* The entry of (endpoint, topic), or 0; endpoint NULL: the first entry of
+ * topic under any endpoint (the most recently inserted).  The hash is the
+ * topic's alone, so every endpoint's entry of a topic is in one chain. */
+static uint32_t rc_find(struct route_cache *rc, const char *ep, size_t elen, const char *topic,
+		       size_t len, uint64_t hash)
 {
 	uint32_t steps = 0;
 
@@ -779,7 +836,8 @@ static uint32_t rc_find(struct route_cache *rc, const char *topic, size_t len, u
 			rc->broken = 1;
 			return 0;
 		}
-		if (e->hash == hash && rc_key_eq(rc, e, topic, len))
+		if (e->hash == hash && rc_key_eq(rc, e, topic, len) &&
+		    (!ep || rc_ep_is(&rc->eps[e->ep % RC_EP_SLOTS], ep, elen)))
 			return ref;
 		ref = e->chain;
 	}
@@ -841,10 +899,10 @@ static int rc_expired(const struct route_cache *rc, const struct rc_ent *e, uint
 }
 
 /* rc_find, removing the entry (and saying 0) if it expired. */
-static uint32_t rc_get(struct route_cache *rc, const char *topic, size_t len, uint64_t hash,
-		       uint64_t now)
+static uint32_t rc_get(struct route_cache *rc, const char *ep, size_t elen, const char *topic,
+		       size_t len, uint64_t hash, uint64_t now)
 {
-	uint32_t ref = rc_find(rc, topic, len, hash);
+	uint32_t ref = rc_find(rc, ep, elen, topic, len, hash);
 
 	if (ref && rc_expired(rc, rc_ent(rc, ref), now)) {
 		rc_remove(rc, ref);
@@ -852,6 +910,18 @@ static uint32_t rc_get(struct route_cache *rc, const char *topic, size_t len, ui
 		return 0;
 	}
 	return ref;
+}
+
+/* The writer's clock as the segment sees it: never behind the last use
+ * stored (the head of the LRU list), so that last_ms never decreases along
+ * the LRU and TTL lists (which cleanup and the attach-time checks rely on)
+ * even when a caller's clock steps back. */
+static uint64_t rc_clock(struct route_cache *rc, uint64_t now)
+{
+	uint32_t head = rc->h->lru.head;
+	uint64_t last = head ? rc_ent(rc, head)->last_ms : 0;
+
+	return last > now ? last : now;
 }
 
 /* A use: last_ms and the front of every list the entry is on. */
@@ -915,7 +985,10 @@ static uint32_t rc_long_alloc(struct route_cache *rc)
 	return lref;
 }
 
-/* A free entry, evicting the least recently used one when the table is full. */
+/* A free entry.  When the table is full it evicts the least recently used
+ * entry that is not joined (the tail of the TTL list): a route still in use
+ * is worth more than one kept only for warming.  Only when every entry is
+ * joined does the least recently used joined one go. */
 static uint32_t rc_ent_alloc(struct route_cache *rc)
 {
 	struct rc_hdr *h = rc->h;
@@ -925,7 +998,7 @@ static uint32_t rc_ent_alloc(struct route_cache *rc)
 		ref = ++h->hw;
 	} else {
 		if (!h->free_head)
-			rc_evict(rc, h->lru.tail);
+			rc_evict(rc, h->ttl.tail ? h->ttl.tail : h->lru.tail);
 		if (rc->broken || !(ref = h->free_head)) {
 			rc->broken = 1;
 			return 0;
@@ -998,18 +1071,34 @@ static int rc_usable(const struct route_cache *rc)
 
 /* ---- writer API ------------------------------------------------------------ */
 
-int route_cache_lookup(struct route_cache *rc, const char *topic, size_t len, uint64_t now_ms,
-		       struct route_entry *out)
+/* Checks an endpoint argument: its length, 0 for NULL when any_ok, or -EINVAL. */
+static ssize_t rc_ep_arg(const char *endpoint, int any_ok)
 {
+	size_t elen = endpoint ? strnlen(endpoint, ROUTE_ENDPOINT_MAX + 1) : 0;
+
+	if (!endpoint && any_ok)
+		return 0;
+	if (!elen || elen > ROUTE_ENDPOINT_MAX)
+		return -EINVAL;
+	return (ssize_t)elen;
+}
+
+int route_cache_lookup_ep(struct route_cache *rc, const char *endpoint, const char *topic,
+			  size_t len, uint64_t now_ms, struct route_entry *out)
+{
+	ssize_t elen = rc_ep_arg(endpoint, 1);
 	uint64_t hash;
 	uint32_t ref;
 	int r;
 
 	if ((r = rc_topic_check(topic, len)) || (r = rc_usable(rc)))
 		return r;
+	if (elen < 0)
+		return (int)elen;
 	hash = hmap_hash(topic, len);
 	rc_wbegin(rc);
-	ref = rc_get(rc, topic, len, hash, now_ms);
+	now_ms = rc_clock(rc, now_ms);
+	ref = rc_get(rc, endpoint, (size_t)elen, topic, len, hash, now_ms);
 	if (ref && !rc->broken) {
 		struct rc_ent *e = rc_ent(rc, ref);
 
@@ -1027,21 +1116,17 @@ int route_cache_lookup(struct route_cache *rc, const char *topic, size_t len, ui
 	return ref ? 0 : -ENOENT;
 }
 
-/* Updates entry ref in place (a use). */
-static int rc_update(struct route_cache *rc, uint32_t ref, const char *endpoint, size_t elen,
-		     uint16_t slot, unsigned state, uint64_t now)
+int route_cache_lookup(struct route_cache *rc, const char *topic, size_t len, uint64_t now_ms,
+		       struct route_entry *out)
 {
-	struct rc_ent *e = rc_ent(rc, ref);
+	return route_cache_lookup_ep(rc, NULL, topic, len, now_ms, out);
+}
 
-	if (!rc_ep_is(&rc->eps[e->ep % RC_EP_SLOTS], endpoint, elen)) {
-		int ep = rc_ep_get(rc, endpoint, elen);
-
-		if (ep < 0)
-			return ep;
-		rc_ep_put(rc, e->ep);
-		e->ep = (uint8_t)ep;
-	}
-	e->slot = slot;
+/* Updates entry ref in place (a use). */
+static int rc_update(struct route_cache *rc, uint32_t ref, uint16_t slot, unsigned state,
+		     uint64_t now)
+{
+	rc_ent(rc, ref)->slot = slot;
 	rc_state(rc, ref, state);
 	rc_touch(rc, ref, now);
 	rc->h->updates++;
@@ -1063,37 +1148,40 @@ int route_cache_put(struct route_cache *rc, const char *topic, size_t len,
 		    const char *endpoint, uint16_t slot, enum route_state state,
 		    uint64_t now_ms)
 {
-	size_t elen = endpoint ? strnlen(endpoint, ROUTE_ENDPOINT_MAX + 1) : 0;
+	ssize_t elen = rc_ep_arg(endpoint, 0);
 	uint64_t hash;
 	uint32_t ref;
 	int r;
 
 	if ((r = rc_topic_check(topic, len)) || (r = rc_usable(rc)))
 		return r;
-	if (!elen || elen > ROUTE_ENDPOINT_MAX || !rc_state_ok(state))
+	if (elen < 0 || !rc_state_ok(state))
 		return -EINVAL;
 	hash = hmap_hash(topic, len);
 	rc_wbegin(rc);
-	ref = rc_get(rc, topic, len, hash, now_ms);
+	now_ms = rc_clock(rc, now_ms);
+	ref = rc_get(rc, endpoint, (size_t)elen, topic, len, hash, now_ms);
 	if (!rc->broken)
-		r = ref ? rc_update(rc, ref, endpoint, elen, slot, state, now_ms)
-			: rc_add(rc, topic, len, hash, endpoint, elen, slot, state, now_ms);
+		r = ref ? rc_update(rc, ref, slot, state, now_ms)
+			: rc_add(rc, topic, len, hash, endpoint, (size_t)elen, slot, state, now_ms);
 	rc_wend(rc);
 	return rc->broken ? -EIO : r;
 }
 
-int route_cache_set_state(struct route_cache *rc, const char *topic, size_t len,
-			  enum route_state state, uint64_t now_ms)
+int route_cache_set_state(struct route_cache *rc, const char *endpoint, const char *topic,
+			  size_t len, enum route_state state, uint64_t now_ms)
 {
+	ssize_t elen = rc_ep_arg(endpoint, 1);
 	uint32_t ref;
 	int r;
 
 	if ((r = rc_topic_check(topic, len)) || (r = rc_usable(rc)))
 		return r;
-	if (!rc_state_ok(state))
+	if (elen < 0 || !rc_state_ok(state))
 		return -EINVAL;
 	rc_wbegin(rc);
-	ref = rc_get(rc, topic, len, hmap_hash(topic, len), now_ms);
+	now_ms = rc_clock(rc, now_ms);
+	ref = rc_get(rc, endpoint, (size_t)elen, topic, len, hmap_hash(topic, len), now_ms);
 	if (ref) {
 		rc_state(rc, ref, state);
 		rc_touch(rc, ref, now_ms);
@@ -1104,15 +1192,18 @@ int route_cache_set_state(struct route_cache *rc, const char *topic, size_t len,
 	return ref ? 0 : -ENOENT;
 }
 
-int route_cache_del(struct route_cache *rc, const char *topic, size_t len)
+int route_cache_del(struct route_cache *rc, const char *endpoint, const char *topic, size_t len)
 {
+	ssize_t elen = rc_ep_arg(endpoint, 1);
 	uint32_t ref;
 	int r;
 
 	if ((r = rc_topic_check(topic, len)) || (r = rc_usable(rc)))
 		return r;
+	if (elen < 0)
+		return (int)elen;
 	rc_wbegin(rc);
-	ref = rc_find(rc, topic, len, hmap_hash(topic, len));
+	ref = rc_find(rc, endpoint, (size_t)elen, topic, len, hmap_hash(topic, len));
 	if (ref) {
 		rc_remove(rc, ref);
 		rc->h->deletes++;
@@ -1121,6 +1212,34 @@ int route_cache_del(struct route_cache *rc, const char *topic, size_t len)
 	if (rc->broken)
 		return -EIO;
 	return ref ? 0 : -ENOENT;
+}
+
+/* Walks the LRU list from its tail: every entry that was not left as none
+ * becomes none, with last_ms = now, at the front of both lists (so the
+ * lists stay in last_ms order).  Visits each of the h->entries entries
+ * once: the ones moved go in front of those not visited yet. */
+int route_cache_demote(struct route_cache *rc, uint64_t now_ms)
+{
+	uint32_t ref, prev, n, left;
+	int r;
+
+	if ((r = rc_usable(rc)))
+		return r;
+	rc_wbegin(rc);
+	now_ms = rc_clock(rc, now_ms);
+	ref = rc->h->lru.tail;
+	for (n = 0, left = rc->h->entries; ref && left && !rc->broken; left--, ref = prev) {
+		struct rc_ent *e = rc_ent(rc, ref);
+
+		prev = e->lru.prev;
+		if (e->state == ROUTE_STATE_NONE)
+			continue;
+		rc_state(rc, ref, ROUTE_STATE_NONE);
+		rc_touch(rc, ref, now_ms);
+		n++;
+	}
+	rc_wend(rc);
+	return rc->broken ? -EIO : (int)n;
 }
 
 int route_cache_cleanup(struct route_cache *rc, uint64_t now_ms)
@@ -1254,6 +1373,27 @@ static int rc_chmod(struct route_cache *rc, unsigned mode, const char *name, cha
 	return 0;
 }
 
+/* Gives every page of the segment (size bytes) memory now.  tmpfs files
+ * are sparse: a page first touched when /dev/shm is full kills the process
+ * with SIGBUS, so a segment is never mapped before all of it is allocated
+ * (st: an existing segment's, NULL for a new one).  0, or -ENOSPC (and the
+ * like) with the reason in err. */
+static int rc_reserve(struct route_cache *rc, const char *name, uint64_t size,
+		      const struct stat *st, char *err, size_t errlen)
+{
+	int r;
+
+	if (st && (uint64_t)st->st_blocks * 512 >= size)
+		return 0;       /* allocated already (the usual case) */
+	r = posix_fallocate(rc->fd, 0, (off_t)size);
+	if (r == 0)
+		return 0;
+	rc_err(err, errlen, "route cache %s: cannot allocate %llu bytes of shared memory: %s "
+	       "(make /dev/shm larger or route_cache_size smaller)", name,
+	       (unsigned long long)size, strerror(r));
+	return -r;
+}
+
 /* Attaches to an existing segment: 1, 0 when it must be replaced (why
  * says why; empty when there is none), <0 on errors that rebuilding would
  * not cure. */
@@ -1261,6 +1401,7 @@ static int rc_attach(struct route_cache *rc, const char *name, const struct rout
 		     char *why, size_t whylen, char *err, size_t errlen)
 {
 	const char *bad = NULL;
+	struct rc_hdr hdr;
 	struct stat st;
 	void *map;
 	int r;
@@ -1288,6 +1429,22 @@ static int rc_attach(struct route_cache *rc, const char *name, const struct rout
 		       (long long)st.st_size);
 		return 0;
 	}
+	/* The header is read, not mapped: nothing is touched before we know
+	 * the segment is ours and every page of it has memory behind it. */
+	if (pread(rc->fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) {
+		rc_err(why, whylen, "cannot read the header");
+		return 0;
+	}
+	if (rc_check_header(&hdr, (uint64_t)st.st_size, p->capacity, p->long_capacity,
+			    why, whylen))
+		return 0;
+	if ((uint64_t)st.st_size != hdr.total) {
+		rc_err(why, whylen, "size %lld bytes, want %llu", (long long)st.st_size,
+		       (unsigned long long)hdr.total);
+		return 0;
+	}
+	if ((r = rc_reserve(rc, name, (uint64_t)st.st_size, &st, err, errlen)) < 0)
+		return r;
 	map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, rc->fd, 0);
 	if (map == MAP_FAILED) {
 		rc_err(why, whylen, "mmap of %lld bytes: %s", (long long)st.st_size,
@@ -1305,7 +1462,7 @@ static int rc_attach(struct route_cache *rc, const char *name, const struct rout
 		return 0;
 	}
 	rc_bind(rc);
-	if (rc_check_tables(rc, &bad)) {
+	if (rc_check_tables(rc, p->now_ms, &bad)) {
 		rc_err(why, whylen, "%s", bad);
 		return 0;
 	}
@@ -1337,11 +1494,8 @@ static int rc_create(struct route_cache *rc, const char *name, const struct rout
 	/* umask may have taken bits away: set exactly what was asked. */
 	if ((r = rc_chmod(rc, p->mode, name, err, errlen)) < 0)
 		return r;
-	if (ftruncate(rc->fd, (off_t)lay.total) < 0) {
-		rc_err(err, errlen, "route cache %s: ftruncate to %llu bytes: %s", name,
-		       (unsigned long long)lay.total, strerror(errno));
-		return -errno;
-	}
+	if ((r = rc_reserve(rc, name, lay.total, NULL, err, errlen)) < 0)
+		return r;
 	map = mmap(NULL, lay.total, PROT_READ | PROT_WRITE, MAP_SHARED, rc->fd, 0);
 	if (map == MAP_FAILED) {
 		rc_err(err, errlen, "route cache %s: mmap of %llu bytes: %s", name,
@@ -1425,6 +1579,12 @@ struct route_cache *route_cache_close(struct route_cache *rc)
 	rc_unmap(rc);
 	free(rc);
 	return NULL;
+}
+
+void route_cache_default_name(const char *socket_path, char *out, size_t n)
+{
+	snprintf(out, n, "/phxd-routes-%016llx",
+		 (unsigned long long)hmap_hash(socket_path, strlen(socket_path)));
 }
 
 int route_cache_unlink(const char *shm_name)

@@ -1,9 +1,12 @@
-/* route_cache — topic → upstream route cache in POSIX shared memory.
+/* route_cache — (endpoint, topic) → upstream route cache in POSIX shared memory.
  *
  * A fixed-size table the daemon (the only writer) keeps in a shm_open()
  * object, so that routes survive a restart (the next run attaches and warms
  * its topics from route_cache_foreach()) and so that another process
  * (phxctl, a test) reads a consistent snapshot while the daemon writes.
+ * An entry's key is its endpoint name and topic: endpoints that carry the
+ * same topic each have their own entry (the hash is the topic's, so they
+ * share a chain; a lookup compares the endpoint by name in O(1)).
  * Nothing in the segment is a pointer: every link is a u32 "ref", the entry
  * or slot index plus one, 0 meaning none, so a zero-filled segment is empty.
  *
@@ -36,9 +39,11 @@
  * entry: 128 B + 8 B of buckets + 204 / 8 B ≈ 161.5 B; with the defaults
  * 1,000 entries take 180,416 bytes and 1,000,000 take 161,907,328 bytes
  * (route_cache_segment_size()).  A deployment whose topics are all long
- * sets long_capacity = capacity (~340 B an entry).  tmpfs only allocates
- * the pages that are touched, and entries are used from the front (a free
- * list, then a high-water mark), so a mostly empty table costs little.
+ * sets long_capacity = capacity (~340 B an entry).  The whole segment is
+ * allocated (posix_fallocate) before it is mapped, at creation and again
+ * on attach when the file has holes: a tmpfs page first touched when
+ * /dev/shm is full would kill phxd with SIGBUS.  When /dev/shm has no room,
+ * open fails with -ENOSPC and phxd runs without the cache.
  *
  * Consistency.  Every change happens between an odd and the next even value
  * of seq (a seqlock: relaxed odd store + release fence, writes, release store
@@ -51,14 +56,20 @@
  * table and set clean, which the first later change clears.  On open an
  * existing segment is attached only when its header matches, its checksum
  * matches (when clean), no update was cut short (seq even) and every index in
- * the LRU, TTL, long-slot and free lists and in the hash chains checks out;
+ * the LRU, TTL, long-slot and free lists and in the hash chains checks out,
+ * the timestamps are in use order along the LRU and TTL lists, none is
+ * after the opener's clock and no entry was used before it was made (one
+ * bad stamp would stop the TTL cleanup for good), and endpoint names are
+ * NUL-terminated and unique;
  * otherwise the reason is logged and the segment is replaced by a new, empty
  * one (unlinked and created again, so a reader still mapping the old one
  * never faults).  Snapshots validate every index of their private copy too.
  *
  * Time: every call takes now_ms from a clock of the caller's choice
- * (util_now_ms() in the daemon, a counter in tests); it must not go back,
- * which the TTL list relies on.
+ * (util_now_ms() in the daemon, a counter in tests), and open takes the
+ * same clock's reading in params->now_ms.  A call whose clock is behind the
+ * latest stamp in the table is taken to happen at that stamp, so stamps
+ * never decrease along the lists.
  */
 #ifndef PHX_ROUTE_CACHE_H
 #define PHX_ROUTE_CACHE_H
@@ -90,6 +101,9 @@ struct route_cache_params {
 				       at most capacity */
 	uint32_t ttl_ms;            /* 0: 300 s */
 	unsigned mode;              /* permission bits; 0: 0600 */
+	uint64_t now_ms;            /* the caller's clock at open (stamps after it
+				       mean a corrupt segment); 0: CLOCK_MONOTONIC
+				       in ms, as util_now_ms() */
 };
 
 struct route_entry {
@@ -123,13 +137,21 @@ size_t route_cache_segment_size(const struct route_cache_params *p);
  * existing segment had to be replaced, the reason (also logged).  On error
  * a negative errno with the reason in err: -EINVAL (bad name or params),
  * -EBUSY (another writer holds it), -EACCES/-EPERM (someone else's object),
- * -ENOMEM, or whatever shm_open/ftruncate/mmap said. */
+ * -ENOSPC (/dev/shm has no room for the segment; an existing one is left
+ * as it is), -ENOMEM, or whatever shm_open/posix_fallocate/mmap said.
+ * Entries keep their state: a writer that died left some joined, see
+ * route_cache_demote(). */
 int route_cache_open(struct route_cache **out, const char *shm_name,
 		     const struct route_cache_params *p, char *err, size_t errlen);
 /* Stores the table checksum (unless the cache is broken), unmaps; accepts
  * NULL, returns NULL; not from a foreach callback.  The segment stays for
  * the next run. */
 struct route_cache *route_cache_close(struct route_cache *rc);
+/* The segment name phxd uses when route_cache_name is not set: one per
+ * client socket path, "/phxd-routes-" and 16 hex digits of its hash, so two
+ * daemons never share a cache.  A reader (phxctl) finds the segment of the
+ * daemon at socket_path with it. */
+void route_cache_default_name(const char *socket_path, char *out, size_t n);
 /* Removes the segment name; 0 or -errno. */
 int route_cache_unlink(const char *shm_name);
 /* Stores the table checksum and marks the segment clean, as close does: a
@@ -142,25 +164,37 @@ int route_cache_sync(struct route_cache *rc);
  * change the cache return -EBUSY.  Topics are bytes (len 1..255): longer ones
  * get -ENAMETOOLONG, empty ones -EINVAL. */
 
-/* 0 and *out filled (out may be NULL) with out->topic = topic (borrowed from
- * the caller) and out->endpoint valid until the next call that changes the
- * cache other than a lookup; -ENOENT when absent or expired.  A hit counts
- * as a use (LRU, last_ms, TTL). */
+/* The entry of (endpoint, topic): 0 and *out filled (out may be NULL) with
+ * out->topic = topic (borrowed from the caller) and out->endpoint valid
+ * until the next call that changes the cache other than a lookup; -ENOENT
+ * when absent or expired, -EINVAL for an endpoint over 64 bytes.  endpoint
+ * NULL matches any endpoint (the entry of topic inserted last).  A hit
+ * counts as a use (LRU, last_ms, TTL). */
+int route_cache_lookup_ep(struct route_cache *rc, const char *endpoint, const char *topic,
+			  size_t len, uint64_t now_ms, struct route_entry *out);
+/* route_cache_lookup_ep() with endpoint NULL, for callers with one endpoint. */
 int route_cache_lookup(struct route_cache *rc, const char *topic, size_t len,
 		       uint64_t now_ms, struct route_entry *out);
-/* Inserts (returns 1) or updates in place (returns 0) topic → endpoint,
+/* Inserts (returns 1) or updates in place (returns 0) (endpoint, topic) →
  * slot, state; a use.  Inserting into a full table evicts the least recently
- * used entry.  -EINVAL (endpoint empty or over 64 bytes, bad state),
+ * used entry that is not joined, or when all are joined the least recently
+ * used one.  -EINVAL (endpoint empty or over 64 bytes, bad state),
  * -ENOSPC (255 other endpoint names in use). */
 int route_cache_put(struct route_cache *rc, const char *topic, size_t len,
 		    const char *endpoint, uint16_t slot, enum route_state state,
 		    uint64_t now_ms);
-/* Changes the join state; a use, so the TTL of an entry that stops being
- * joined counts from now.  0 or -ENOENT. */
-int route_cache_set_state(struct route_cache *rc, const char *topic, size_t len,
-			  enum route_state state, uint64_t now_ms);
-/* 0 or -ENOENT. */
-int route_cache_del(struct route_cache *rc, const char *topic, size_t len);
+/* Changes the join state of (endpoint, topic); a use, so the TTL of an
+ * entry that stops being joined counts from now.  0 or -ENOENT.  endpoint
+ * NULL: as route_cache_lookup_ep(). */
+int route_cache_set_state(struct route_cache *rc, const char *endpoint, const char *topic,
+			  size_t len, enum route_state state, uint64_t now_ms);
+/* Removes (endpoint, topic); 0 or -ENOENT.  endpoint NULL: as above. */
+int route_cache_del(struct route_cache *rc, const char *endpoint, const char *topic,
+		    size_t len);
+/* After a restart: every entry not in state none (joined or joining when
+ * the last writer died without leaving) becomes none, keeping its slot
+ * for warming, with its TTL counted from now_ms.  Returns how many. */
+int route_cache_demote(struct route_cache *rc, uint64_t now_ms);
 /* Removes entries not joined and unused for more than ttl_ms; returns how
  * many.  Costs O(expired): the not-joined entries are kept in use order. */
 int route_cache_cleanup(struct route_cache *rc, uint64_t now_ms);

@@ -57,6 +57,8 @@ static void chan_destroy(struct chan *ch, int send_leave);
 static void chan_end_leave(struct chan *ch, const char *payload, size_t plen);
 static void ep_free(struct endpoint *ep, const char *why);
 static void push_free(struct push *p);
+static unsigned slot_active(struct up_slot *sl);
+static void chan_move(struct chan *ch, struct up_slot *sl);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -341,12 +343,14 @@ static void rejoin_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 void router_routes_default_name(const char *socket_path, char *out, size_t n)
 {
-	snprintf(out, n, "/phxd-routes-%016llx",
-		 (unsigned long long)hmap_hash(socket_path, strlen(socket_path)));
+	route_cache_default_name(socket_path, out, n);
 }
 
+static void routes_failed(struct router *rt, int r, const char *what);
+
 /* Opens (or attaches to) the shared memory route cache; without one phxd
- * works the same, it only forgets routes across restarts. */
+ * works the same, it only forgets routes across restarts (so a /dev/shm too
+ * small for route_cache_size costs the cache, not the daemon). */
 static void routes_open(struct router *rt)
 {
 	const struct conf *c = rt->conf;
@@ -360,6 +364,7 @@ static void routes_open(struct router *rt)
 	struct route_cache_params p = {
 		.capacity = c->route_cache_size,
 		.ttl_ms = c->route_cache_ttl_ms,
+		.now_ms = util_now_ms(),
 	};
 	int r = route_cache_open(&rt->routes, rt->routes_name, &p, err, sizeof(err));
 	if (r < 0) {
@@ -369,9 +374,18 @@ static void routes_open(struct router *rt)
 	}
 	struct route_cache_stats st;
 	route_cache_stats(rt->routes, &st);
-	if (r == 1)
-		log_info("route cache %s: %u routes from the previous run", rt->routes_name,
-			 st.entries);
+	if (r != 1)
+		return;
+	/* Nothing is joined yet: routes a killed phxd left joined or joining
+	 * become "none" (their slots still warm the topics that come back),
+	 * so that those nobody rejoins expire after route_cache_ttl. */
+	int n = route_cache_demote(rt->routes, util_now_ms());
+	if (n < 0) {
+		routes_failed(rt, n, "the demotion of stale routes");
+		return;
+	}
+	log_info("route cache %s: %u routes from the previous run%s", rt->routes_name,
+		 st.entries, n ? " (some were left joined by a phxd that did not stop cleanly)" : "");
 }
 
 /* A cache call failed: -EIO means the segment was changed behind our back;
@@ -403,15 +417,34 @@ static struct up_slot *routes_slot(struct endpoint *ep, const char *topic, size_
 	struct route_entry e;
 	if (!rt->routes)
 		return NULL;
-	int r = route_cache_lookup(rt->routes, topic, tlen, util_now_ms(), &e);
+	int r = route_cache_lookup_ep(rt->routes, ep->conf->name, topic, tlen, util_now_ms(), &e);
 	if (r < 0) {
 		routes_failed(rt, r, "a lookup");
 		return NULL;
 	}
-	if (strcmp(e.endpoint, ep->conf->name) != 0 || e.slot >= ep->nslots)
+	if (e.slot >= ep->nslots)
 		return NULL;
 	struct up_slot *sl = &ep->slots[e.slot];
 	return sl->nchans < sl->limit ? sl : NULL;
+}
+
+/* Once: more channels than the cache has entries.  Joined routes are
+ * evicted only when nothing else is left, so past that point routes get
+ * lost and those topics may come back on other connections after a
+ * restart. */
+static void routes_check_room(struct router *rt)
+{
+	if (!rt->routes || rt->routes_full_warned)
+		return;
+	size_t n = 0;
+	for (size_t i = 0; i < rt->neps; i++)
+		n += rt->eps[i]->chans.n;
+	if (n <= rt->conf->route_cache_size)
+		return;
+	rt->routes_full_warned = 1;
+	log_warn("route cache %s: %zu channels, more than route_cache_size (%u): routes of "
+		 "joined channels are being evicted; raise route_cache_size", rt->routes_name,
+		 n, rt->conf->route_cache_size);
 }
 
 static void routes_cleanup_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -434,6 +467,13 @@ unsigned router_ep_open(const struct endpoint *ep)
 	for (unsigned i = 0; i < ep->nslots; i++)
 		n += up_conn_is_open(&ep->slots[i].up);
 	return n;
+}
+
+/* Channels a connection may carry, as configured. */
+static unsigned slot_conf_limit(const struct up_slot *sl)
+{
+	unsigned m = sl->ep->conf->max_channels;
+	return m ? m : 100;
 }
 
 /* The least loaded connection with room, other than `not`; ties go to the
@@ -522,6 +562,7 @@ static struct chan *chan_new(struct endpoint *ep, const char *topic, size_t tlen
 	}
 	chan_assign(ch, sl);
 	routes_put(ch, ROUTE_STATE_JOINING);
+	routes_check_room(ep->rt);
 	return ch;
 }
 
@@ -569,7 +610,10 @@ static void join_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		if (!s->pending || s->deadline > now)
 			continue;
 		ep->rt->timeouts++;
-		if (up_conn_is_open(&ch->slot->up))
+		if (ch->parked)
+			reply_err(s->client, s->tag, "JOIN", ch->topic, ch->topic_len,
+				  "too many channels", "every upstream of this endpoint is full");
+		else if (up_conn_is_open(&ch->slot->up))
 			reply_err(s->client, s->tag, "JOIN", ch->topic, ch->topic_len, "timeout",
 				  "no join reply from the server");
 		else
@@ -603,6 +647,15 @@ static void rejoin_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	if (ch->state != CH_ERRORED)
 		return;
+	if (ch->parked && slot_active(ch->slot) >= ch->slot->limit) {
+		/* waiting for room: another connection, or this one later */
+		struct up_slot *sl = slot_pick(ch->ep, ch->slot);
+		if (sl)
+			chan_move(ch, sl);
+		else
+			chan_schedule_rejoin(ch);
+		return;
+	}
 	if (up_conn_is_open(&ch->slot->up))
 		chan_send_join(ch);
 	else
@@ -718,30 +771,91 @@ static void chan_end_leave(struct chan *ch, const char *payload, size_t plen)
 /* --------------------------------------------------- upstream messages */
 
 /* Phoenix refuses a join past its per-socket channel limit with
- * {"reason":"too many channels joined"}: the channel goes to another
- * connection of the pool, never back to the client.  1 when moved. */
-static int chan_move_if_full(struct chan *ch, const char *resp, size_t rlen)
+ * {"reason":"too many channels joined"}. */
+static int is_full_refusal(const char *resp, size_t rlen)
 {
 	static const char full[] = "\"too many channels joined\"";
 	struct json_span r;
-	if (json_obj_get(resp, rlen, "reason", &r) < 0 || r.len != sizeof(full) - 1 ||
-	    memcmp(r.p, full, r.len) != 0)
-		return 0;
-	struct up_slot *old = ch->slot;
-	/* the server's limit is what this connection carried without us */
-	old->limit = old->nchans > 1 ? old->nchans - 1 : 1;
-	struct up_slot *sl = slot_pick(ch->ep, old);
-	log_warn("endpoint '%s': upstream %u is full at %u channels (the server's limit; "
-		 "set max_channels_per_upstream to match)%s", ch->ep->conf->name, old->index,
-		 old->limit, sl ? "" : "; no other upstream has room");
-	if (!sl)
-		return 0;
+	return json_obj_get(resp, rlen, "reason", &r) == 0 && r.len == sizeof(full) - 1 &&
+	       memcmp(r.p, full, r.len) == 0;
+}
+
+/* Channels the server has joined on this connection. */
+static unsigned slot_joined(struct up_slot *sl)
+{
+	unsigned n = 0;
+	struct list_node *p, *t;
+	list_for_each_safe(p, t, &sl->chans)
+		n += container_of(p, struct chan, slot_node)->state == CH_JOINED;
+	return n;
+}
+
+/* Channels joined or being joined on this connection: what a join sent now
+ * would be counted with. */
+static unsigned slot_active(struct up_slot *sl)
+{
+	unsigned n = 0;
+	struct list_node *p, *t;
+	list_for_each_safe(p, t, &sl->chans) {
+		enum chan_state st = container_of(p, struct chan, slot_node)->state;
+		n += st == CH_JOINED || st == CH_JOINING;
+	}
+	return n;
+}
+
+/* The channel goes to connection sl (opened if it is not) and joins there. */
+static void chan_move(struct chan *ch, struct up_slot *sl)
+{
 	chan_unassign(ch);
 	chan_assign(ch, sl);
 	routes_put(ch, ROUTE_STATE_JOINING);
 	ch->ep->rt->moved++;
 	chan_send_join(ch);
-	return 1;
+}
+
+/* The server refused ch as one channel too many on its connection: that
+ * connection's limit becomes the channels it has joined (until it
+ * reconnects), and the channel moves to a connection with room, opening one
+ * if pool_size allows.  The server's refusal never reaches a client: when
+ * no connection has room, a first join is answered with phxd's own "too
+ * many channels" (as a JOIN is when the pool is known to be full), and a
+ * rejoin waits for room ("parked": STATE rejoining with that reason, then
+ * a try at each rejoin_backoff step). */
+static void chan_on_full(struct chan *ch)
+{
+	struct endpoint *ep = ch->ep;
+	struct router *rt = ep->rt;
+	struct up_slot *old = ch->slot;
+	unsigned joined = slot_joined(old);
+	if (joined == 0)
+		joined = 1;
+	if (joined < old->limit) {
+		old->limit = joined;
+		log_warn("endpoint '%s': upstream %u is full at %u channels (the server's limit; "
+			 "set max_channels_per_upstream to match)", ep->conf->name, old->index,
+			 old->limit);
+	}
+	struct up_slot *sl = slot_pick(ep, old);
+	if (sl) {
+		chan_move(ch, sl);
+		return;
+	}
+	struct json_span r = reason_obj(rt, "too many channels",
+					"every upstream of this endpoint is full: the server "
+					"takes no more channels on any of them");
+	if (!ch->ever_joined) {
+		rt->join_errors++;
+		log_warn("endpoint '%s': no upstream has room for '%s'", ep->conf->name, ch->topic);
+		chan_end(ch, r.p, r.len, "JOIN");
+		return;
+	}
+	if (!ch->parked) {
+		log_warn("endpoint '%s': no upstream has room to rejoin '%s'; waiting for room",
+			 ep->conf->name, ch->topic);
+		chan_state_all(ch, "rejoining", r.p, r.len);
+		ch->parked = 1;
+	}
+	chan_schedule_rejoin(ch);
 }
 
 static void on_join_reply(struct chan *ch, const struct phx_msg *m)
@@ -755,6 +869,7 @@ static void on_join_reply(struct chan *ch, const struct phx_msg *m)
 	if (strcmp(m->status, "ok") == 0) {
 		int rejoined = ch->ever_joined;
 		ch->state = CH_JOINED;
+		ch->parked = 0;
 		routes_put(ch, ROUTE_STATE_JOINED);
 		ch->ever_joined = 1;
 		backoff_reset(&ch->rejoin_bo);
@@ -778,8 +893,10 @@ static void on_join_reply(struct chan *ch, const struct phx_msg *m)
 		chan_flush_buffered(ch);
 		return;
 	}
-	if (chan_move_if_full(ch, resp, rlen))
+	if (is_full_refusal(resp, rlen)) {
+		chan_on_full(ch);
 		return;
+	}
 	rt->join_errors++;
 	if (!ch->ever_joined) {
 		/* refused: every waiting client hears the server's reason */
@@ -901,6 +1018,8 @@ static void up_on_open(struct up_conn *up)
 {
 	struct up_slot *sl = up->owner;
 	struct list_node *n, *t;
+	/* a new connection: the server may take more than the last one did */
+	sl->limit = slot_conf_limit(sl);
 	list_for_each_safe(n, t, &sl->chans) {
 		struct chan *ch = container_of(n, struct chan, slot_node);
 		ev_timer_stop(sl->ep->rt->loop, &ch->rejoin_timer);
@@ -1444,7 +1563,7 @@ static struct endpoint *ep_new(struct router *rt, const struct conf_endpoint *ce
 		struct up_slot *sl = &ep->slots[k];
 		sl->ep = ep;
 		sl->index = k;
-		sl->limit = ce->max_channels ? ce->max_channels : 100;
+		sl->limit = slot_conf_limit(sl);
 		list_init(&sl->chans);
 		ev_timer_init(&sl->idle, slot_idle_cb, 0., 0.);
 		if (up_conn_init(&sl->up, rt->loop, ce, ep->ssl_ctx, &router_up_cbs, sl, err,

@@ -44,7 +44,9 @@ struct up_slot {
 	struct list_node chans;     /* struct chan assigned here (sticky) */
 	unsigned nchans;
 	unsigned limit;             /* channels it may carry; lowered when the
-				       server says "too many channels joined" */
+				       server says "too many channels joined",
+				       back to max_channels_per_upstream when it
+				       reconnects */
 	ev_timer idle;              /* closes it when unused, above pool_min */
 	uint64_t last_ms;           /* last channel traffic (not heartbeats), ms */
 	int hibernating;            /* buffers dropped while idle */
@@ -56,6 +58,8 @@ struct chan {
 	struct list_node slot_node; /* slot->chans */
 	enum chan_state state;
 	int ever_joined;
+	int parked;                 /* a rejoin refused for want of room: waits for
+				       room on some connection (see chan_on_full) */
 	char join_ref[24];
 	uint64_t join_sent_us;      /* when the pending phx_join went out */
 	struct buf params;          /* first joiner's params (JSON object) */
@@ -98,6 +102,7 @@ struct router {
 	int default_ep;
 	struct route_cache *routes; /* topic → upstream, in shared memory; may be NULL */
 	char routes_name[256];
+	int routes_full_warned;     /* logged: more channels than route_cache_size */
 	ev_timer routes_cleanup;
 	struct buf line;            /* scratch: one event line for all subscribers */
 	struct buf bin;             /* scratch: decoded base64 */

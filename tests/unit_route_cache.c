@@ -15,11 +15,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -43,7 +45,11 @@
 #define ENT_SIZE 128
 #define ENT_LRU_NEXT 36
 #define ENT_SLOT 56
+#define ENT_LAST 16
+#define ENT_CREATED 24
 #define ENT_KEY 64
+#define OFF_EPS 48                      /* u64 offset of the endpoint table */
+#define EP_NAME 5                       /* struct rc_ep: u32 refs, u8 len, name */
 
 #define DOC_SIZE_1M 161907328u        /* route_cache.h: 1,000,000 entries */
 
@@ -334,8 +340,8 @@ START_TEST(test_args)
 	ck_assert_int_eq(route_cache_lookup(rc, "t", 0, 1, NULL), -EINVAL);
 	ck_assert_int_eq(route_cache_lookup(rc, topic_len("x", 300), 300, 1, NULL),
 			 -ENAMETOOLONG);
-	ck_assert_int_eq(route_cache_set_state(rc, "t", 1, (enum route_state)9, 1), -EINVAL);
-	ck_assert_int_eq(route_cache_del(rc, "t", 0), -EINVAL);
+	ck_assert_int_eq(route_cache_set_state(rc, NULL, "t", 1, (enum route_state)9, 1), -EINVAL);
+	ck_assert_int_eq(route_cache_del(rc, NULL, "t", 0), -EINVAL);
 	ck_assert_str_eq(route_state_name(ROUTE_STATE_JOINED), "joined");
 	ck_assert_str_eq(route_state_name((enum route_state)7), "?");
 	ck_assert_ptr_null(route_cache_close(rc));
@@ -393,16 +399,22 @@ START_TEST(test_lru_order)
 	ck_assert_str_eq(order_of(rc), "b,d,c,a");
 	ck_assert_int_eq(look(rc, "b", 6, NULL), 0);            /* already first */
 	ck_assert_str_eq(order_of(rc), "b,d,c,a");
+	/* Full: the entry not joined goes first, though a is older. */
 	ck_assert_int_eq(put(rc, "e", "ep", 0, ROUTE_STATE_JOINED, 7), 1);
-	ck_assert_str_eq(order_of(rc), "e,b,d,c");              /* a evicted */
-	ck_assert_int_eq(look(rc, "a", 8, NULL), -ENOENT);
-	ck_assert_int_eq(route_cache_set_state(rc, "c", 1, ROUTE_STATE_JOINED, 9), 0);
-	ck_assert_str_eq(order_of(rc), "c,e,b,d");
-	ck_assert_int_eq(put(rc, "d", "ep", 5, ROUTE_STATE_JOINED, 10), 0);   /* update */
-	ck_assert_str_eq(order_of(rc), "d,c,e,b");
+	ck_assert_str_eq(order_of(rc), "e,b,d,a");              /* c evicted */
+	ck_assert_int_eq(look(rc, "c", 8, NULL), -ENOENT);
+	ck_assert_int_eq(look(rc, "a", 8, NULL), 0);
+	ck_assert_str_eq(order_of(rc), "a,e,b,d");
+	ck_assert_int_eq(route_cache_set_state(rc, NULL, "d", 1, ROUTE_STATE_NONE, 9), 0);
+	ck_assert_str_eq(order_of(rc), "d,a,e,b");
+	ck_assert_int_eq(put(rc, "d", "ep", 5, ROUTE_STATE_ERRORED, 10), 0);  /* update */
+	ck_assert_str_eq(order_of(rc), "d,a,e,b");
 	ck_assert_int_eq(put(rc, "f", "ep", 0, ROUTE_STATE_JOINED, 11), 1);
-	ck_assert_str_eq(order_of(rc), "f,d,c,e");
-	ck_assert_uint_eq(stats(rc).evictions, 2);
+	ck_assert_str_eq(order_of(rc), "f,a,e,b");              /* d, the most recent */
+	/* Every entry joined: the least recently used one goes. */
+	ck_assert_int_eq(put(rc, "g", "ep", 0, ROUTE_STATE_JOINED, 12), 1);
+	ck_assert_str_eq(order_of(rc), "g,f,a,e");
+	ck_assert_uint_eq(stats(rc).evictions, 3);
 	ck_assert_uint_eq(stats(rc).entries, 4);
 	route_cache_close(rc);
 }
@@ -433,20 +445,20 @@ START_TEST(test_ttl)
 	ck_assert_uint_eq(stats(rc).entries, 1);
 
 	/* Leaving: the TTL counts from the state change. */
-	ck_assert_int_eq(route_cache_set_state(rc, "j", 1, ROUTE_STATE_NONE, 200000), 0);
+	ck_assert_int_eq(route_cache_set_state(rc, NULL, "j", 1, ROUTE_STATE_NONE, 200000), 0);
 	ck_assert_int_eq(route_cache_cleanup(rc, 201000), 0);
 	ck_assert_int_eq(route_cache_cleanup(rc, 201001), 1);
-	ck_assert_int_eq(route_cache_set_state(rc, "j", 1, ROUTE_STATE_JOINED, 201002), -ENOENT);
+	ck_assert_int_eq(route_cache_set_state(rc, NULL, "j", 1, ROUTE_STATE_JOINED, 201002), -ENOENT);
 
 	/* A put over an expired entry is an insert; set_state sees it absent. */
 	ck_assert_int_eq(put(rc, "x", "ep", 0, ROUTE_STATE_NONE, 300000), 1);
 	ck_assert_int_eq(put(rc, "x", "ep", 0, ROUTE_STATE_NONE, 302000), 1);
 	ck_assert_uint_eq(stats(rc).expirations, 5);
-	ck_assert_int_eq(route_cache_set_state(rc, "x", 1, ROUTE_STATE_JOINED, 303001), -ENOENT);
-	/* A clock behind last_ms never expires anything. */
+	ck_assert_int_eq(route_cache_set_state(rc, NULL, "x", 1, ROUTE_STATE_JOINED, 303001), -ENOENT);
+	/* A clock behind the latest stamp counts as that stamp: no expiry. */
 	ck_assert_int_eq(put(rc, "y", "ep", 0, ROUTE_STATE_NONE, 500000), 1);
 	ck_assert_int_eq(look(rc, "y", 10, NULL), 0);
-	ck_assert_int_eq(route_cache_del(rc, "y", 1), 0);
+	ck_assert_int_eq(route_cache_del(rc, NULL, "y", 1), 0);
 	ck_assert_uint_eq(stats(rc).entries, 0);
 	/* Cleanup takes the expired ones, oldest first, and stops at the first
 	 * that is not: t0, t2 .. t10 (the odd ones are joined). */
@@ -454,12 +466,12 @@ START_TEST(test_ttl)
 		char t[16];
 		snprintf(t, sizeof(t), "t%u", i);
 		ck_assert_int_eq(put(rc, t, "ep", 0, i % 2 ? ROUTE_STATE_JOINED : ROUTE_STATE_NONE,
-				     600000 + i * 100), 1);
+				     600000 + i * 10), 1);
 	}
-	ck_assert_int_eq(route_cache_cleanup(rc, 602001), 6);
-	ck_assert_int_eq(look(rc, "t10", 602001, NULL), -ENOENT);
-	ck_assert_int_eq(look(rc, "t12", 602001, NULL), 0);
-	ck_assert_int_eq(look(rc, "t1", 602001, NULL), 0);
+	ck_assert_int_eq(route_cache_cleanup(rc, 601101), 6);
+	ck_assert_int_eq(look(rc, "t10", 601101, NULL), -ENOENT);
+	ck_assert_int_eq(look(rc, "t12", 601101, NULL), 0);
+	ck_assert_int_eq(look(rc, "t1", 601101, NULL), 0);
 	ck_assert_uint_eq(stats(rc).entries, 44);
 	route_cache_close(rc);
 }
@@ -477,7 +489,7 @@ START_TEST(test_evict_cap1)
 	ck_assert_int_eq(put(rc, "b", "ep", 2, ROUTE_STATE_JOINED, 2), 1);
 	ck_assert_int_eq(look(rc, "a", 3, NULL), -ENOENT);
 	ck_assert_int_eq(look(rc, "b", 3, NULL), 0);
-	ck_assert_int_eq(put(rc, "b", "ep2", 3, ROUTE_STATE_JOINED, 4), 0);
+	ck_assert_int_eq(put(rc, "b", "ep", 3, ROUTE_STATE_JOINED, 4), 0);
 	strcpy(longt, topic_len("long:", 100));
 	ck_assert_int_eq(put(rc, longt, "ep", 4, ROUTE_STATE_JOINED, 5), 1);
 	ck_assert_int_eq(look(rc, "b", 6, NULL), -ENOENT);
@@ -489,7 +501,7 @@ START_TEST(test_evict_cap1)
 	ck_assert_uint_eq(st.entries, 1);
 	ck_assert_uint_eq(st.long_entries, 0);
 	ck_assert_uint_eq(st.evictions, 4);
-	ck_assert_int_eq(route_cache_del(rc, "s", 1), 0);
+	ck_assert_int_eq(route_cache_del(rc, NULL, "s", 1), 0);
 	ck_assert_str_eq(order_of(rc), "");
 	ck_assert_int_eq(put(rc, "t", "ep", 5, ROUTE_STATE_JOINED, 9), 1);
 	ck_assert_uint_eq(stats(rc).evictions, 4);
@@ -549,7 +561,7 @@ START_TEST(test_update_in_place)
 	struct route_cache *rc = open_cap(8, 0, 1000);
 	struct route_entry e;
 
-	ck_assert_int_eq(put(rc, "a", "ep1", 1, ROUTE_STATE_JOINING, 10), 1);
+	ck_assert_int_eq(put(rc, "a", "ep2", 1, ROUTE_STATE_JOINING, 10), 1);
 	ck_assert_int_eq(look(rc, "a", 11, NULL), 0);
 	ck_assert_int_eq(put(rc, "a", "ep2", 7, ROUTE_STATE_JOINED, 20), 0);
 	ck_assert_int_eq(look(rc, "a", 21, &e), 0);
@@ -580,8 +592,8 @@ START_TEST(test_delete_reinsert)
 
 	ck_assert_int_eq(put(rc, "a", "ep", 1, ROUTE_STATE_JOINED, 1), 1);
 	ck_assert_int_eq(look(rc, "a", 2, NULL), 0);
-	ck_assert_int_eq(route_cache_del(rc, "a", 1), 0);
-	ck_assert_int_eq(route_cache_del(rc, "a", 1), -ENOENT);
+	ck_assert_int_eq(route_cache_del(rc, NULL, "a", 1), 0);
+	ck_assert_int_eq(route_cache_del(rc, NULL, "a", 1), -ENOENT);
 	ck_assert_int_eq(look(rc, "a", 3, NULL), -ENOENT);
 	ck_assert_int_eq(put(rc, "a", "ep", 2, ROUTE_STATE_JOINED, 4), 1);
 	ck_assert_int_eq(look(rc, "a", 5, &e), 0);
@@ -597,7 +609,7 @@ START_TEST(test_delete_reinsert)
 		}
 		for (unsigned i = 0; i < 10; i++) {
 			snprintf(t, sizeof(t), "r%u:%u", round, (i * 7) % 10);
-			CHECK(route_cache_del(rc, t, strlen(t)) == 0, "del %s", t);
+			CHECK(route_cache_del(rc, NULL, t, strlen(t)) == 0, "del %s", t);
 		}
 		CHECK(stats(rc).entries == 0, "entries");
 	}
@@ -619,9 +631,10 @@ START_TEST(test_endpoints)
 	}
 	ck_assert_int_eq(put(rc, "t255", "endpoint-255", 0, ROUTE_STATE_JOINED, 1), -ENOSPC);
 	ck_assert_int_eq(put(rc, "t256", "endpoint-3", 0, ROUTE_STATE_JOINED, 1), 1);
-	ck_assert_int_eq(route_cache_del(rc, "t0", 2), 0);         /* frees endpoint-0 */
+	ck_assert_int_eq(route_cache_del(rc, NULL, "t0", 2), 0);         /* frees endpoint-0 */
 	ck_assert_int_eq(put(rc, "t255", "endpoint-255", 0, ROUTE_STATE_JOINED, 1), 1);
-	ck_assert_int_eq(put(rc, "t1", "endpoint-3", 0, ROUTE_STATE_JOINED, 1), 0); /* frees 1 */
+	ck_assert_int_eq(route_cache_del(rc, NULL, "t1", 2), 0);  /* frees endpoint-1 */
+	ck_assert_int_eq(put(rc, "t1", "endpoint-3", 0, ROUTE_STATE_JOINED, 1), 1);
 	ck_assert_int_eq(put(rc, "t257", "endpoint-257", 0, ROUTE_STATE_JOINED, 1), 1);
 	ck_assert_int_eq(put(rc, "t258", "endpoint-258", 0, ROUTE_STATE_JOINED, 1), -ENOSPC);
 	ck_assert_int_eq(look(rc, "t1", 2, &e), 0);
@@ -665,7 +678,7 @@ START_TEST(test_collisions)
 	}
 	/* Delete head, middle and tail of the chain, every third. */
 	for (unsigned i = 0; i < n; i += 3)
-		ck_assert_int_eq(route_cache_del(rc, same[i], strlen(same[i])), 0);
+		ck_assert_int_eq(route_cache_del(rc, NULL, same[i], strlen(same[i])), 0);
 	for (unsigned i = 0; i < n; i++)
 		CHECK(look(rc, same[i], 101, NULL) == (i % 3 ? 0 : -ENOENT), "%s", same[i]);
 	for (unsigned i = 0; i < n; i += 3)
@@ -710,9 +723,9 @@ START_TEST(test_long_topics)
 	ck_assert_uint_eq(e.slot, 2);
 	b[199] = 0;
 	ck_assert_int_eq(look(rc, b, 3, NULL), -ENOENT);
-	ck_assert_int_eq(route_cache_del(rc, a, 200), 0);
+	ck_assert_int_eq(route_cache_del(rc, NULL, a, 200), 0);
 	b[199] = a[199];
-	ck_assert_int_eq(route_cache_del(rc, b, 200), 0);
+	ck_assert_int_eq(route_cache_del(rc, NULL, b, 200), 0);
 	ck_assert_uint_eq(stats(rc).long_entries, 0);
 
 	/* Boundaries: 64 inline, 65 and 255 with a long slot. */
@@ -770,7 +783,7 @@ START_TEST(test_reopen)
 		if (i % 5 == 0)
 			CHECK(look(rc, t, 200 + i, NULL) == 0, "look");
 	}
-	route_cache_del(rc, t, strlen(t));
+	route_cache_del(rc, NULL, t, strlen(t));
 	look(rc, "missing", 300, NULL);
 	strcpy(before, order_of(rc));
 	st1 = stats(rc);
@@ -1021,7 +1034,7 @@ static int reenter_cb(void *arg, const struct route_entry *e)
 
 	CHECK(route_cache_lookup(rc, e->topic, e->topic_len, 1, NULL) == -EBUSY, "lookup");
 	CHECK(route_cache_put(rc, "x", 1, "ep", 0, ROUTE_STATE_JOINED, 1) == -EBUSY, "put");
-	CHECK(route_cache_del(rc, e->topic, e->topic_len) == -EBUSY, "del");
+	CHECK(route_cache_del(rc, NULL, e->topic, e->topic_len) == -EBUSY, "del");
 	CHECK(route_cache_cleanup(rc, 1) == -EBUSY, "cleanup");
 	CHECK(route_cache_foreach(rc, reenter_cb, rc) == -EBUSY, "foreach");
 	return e->slot == 2 ? 42 : 0;
@@ -1163,7 +1176,7 @@ END_TEST
 
 /* ---- a reader process during heavy writes ----------------------------------- *
  * The parent writes entries whose fields all derive from one counter c: topic
- * key(c), slot c, state c % 4, endpoint "ep<c % 5>", last_ms >= c.  The
+ * key(c), slot c, state c % 4, endpoint "ep<key(c) % 5>", last_ms >= c.  The
  * child checks every entry of every snapshot against that. */
 
 #define RD_KEYS 200
@@ -1206,7 +1219,7 @@ static int rd_check(const struct route_snapshot *s, char *why, size_t n)
 		unsigned k = rd_key(e->slot);
 		size_t len = rd_topic(k, t);
 
-		snprintf(ep, sizeof(ep), "ep%u", e->slot % 5);
+		snprintf(ep, sizeof(ep), "ep%u", k % 5);
 		if (len != e->topic_len || memcmp(t, e->topic, len + 1) != 0 || seen[k]++ ||
 		    e->state != e->slot % 4 || strcmp(e->endpoint, ep) != 0 ||
 		    e->last_ms < e->slot || e->created_ms > e->last_ms || e->hits > st->hits) {
@@ -1296,9 +1309,9 @@ START_TEST(test_reader_process)
 		size_t len = rd_topic(rd_key(c), t);
 
 		if (c % 23 == 0) {
-			route_cache_del(rc, t, len);
+			route_cache_del(rc, NULL, t, len);
 		} else {
-			snprintf(ep, sizeof(ep), "ep%u", c % 5);
+			snprintf(ep, sizeof(ep), "ep%u", rd_key(c) % 5);
 			enum route_state st = (enum route_state)(c % 4);
 			int r = route_cache_put(rc, t, len, ep, (uint16_t)c, st, c);
 			CHECK(r >= 0, "put %u: %d", c, r);
@@ -1375,19 +1388,21 @@ END_TEST
 #define M_LONG 8
 #define M_TTL 1000
 #define M_OPS 100000
+#define M_EPS 4
 
-static const char *const m_eps[] = { "alpha", "beta", "gamma", "delta-endpoint-longer-name" };
+/* Keys are (endpoint, topic): topic k under endpoint ep is entry k * M_EPS + ep. */
+static const char *const m_eps[M_EPS] = { "alpha", "beta", "gamma",
+					  "delta-endpoint-longer-name" };
 
 struct m_ent {
 	int live;
-	unsigned ep;
 	uint16_t slot;
 	uint8_t state;
 	uint64_t hits, last, created, stamp;
 };
 
 static struct model {
-	struct m_ent e[M_KEYS];
+	struct m_ent e[M_KEYS * M_EPS];
 	uint64_t tick;
 	struct route_cache_stats st;
 } M;
@@ -1403,53 +1418,61 @@ static size_t m_topic(unsigned k, char *b)
 	return len;
 }
 
-static int m_long(unsigned k)
+static int m_long(unsigned i)
 {
 	char b[ROUTE_TOPIC_MAX + 1];
 
-	return m_topic(k, b) > ROUTE_TOPIC_INLINE;
+	return m_topic(i / M_EPS, b) > ROUTE_TOPIC_INLINE;
 }
 
-static void m_remove(unsigned k)
+static void m_remove(unsigned i)
 {
-	M.e[k].live = 0;
+	M.e[i].live = 0;
 	M.st.entries--;
-	M.st.long_entries -= (uint32_t)m_long(k);
+	M.st.long_entries -= (uint32_t)m_long(i);
 }
 
-static int m_get(unsigned k, uint64_t now)
+static int m_get(unsigned i, uint64_t now)
 {
-	struct m_ent *e = &M.e[k];
+	struct m_ent *e = &M.e[i];
 
 	if (!e->live)
 		return 0;
 	if (e->state != ROUTE_STATE_JOINED && now > e->last && now - e->last > M_TTL) {
-		m_remove(k);
+		m_remove(i);
 		M.st.expirations++;
 		return 0;
 	}
 	return 1;
 }
 
+/* only_long: the least recently used long topic (its own pool); otherwise
+ * the least recently used entry not joined, else the least recently used. */
 static void m_evict(int only_long)
 {
-	unsigned best = M_KEYS;
+	unsigned best = M_KEYS * M_EPS, best_nj = M_KEYS * M_EPS;
 
-	for (unsigned k = 0; k < M_KEYS; k++)
-		if (M.e[k].live && (!only_long || m_long(k)) &&
-		    (best == M_KEYS || M.e[k].stamp < M.e[best].stamp))
-			best = k;
-	ck_assert_uint_lt(best, M_KEYS);
+	for (unsigned i = 0; i < M_KEYS * M_EPS; i++) {
+		if (!M.e[i].live || (only_long && !m_long(i)))
+			continue;
+		if (best == M_KEYS * M_EPS || M.e[i].stamp < M.e[best].stamp)
+			best = i;
+		if (M.e[i].state != ROUTE_STATE_JOINED &&
+		    (best_nj == M_KEYS * M_EPS || M.e[i].stamp < M.e[best_nj].stamp))
+			best_nj = i;
+	}
+	if (!only_long && best_nj < M_KEYS * M_EPS)
+		best = best_nj;
+	ck_assert_uint_lt(best, M_KEYS * M_EPS);
 	m_remove(best);
 	M.st.evictions++;
 }
 
-static int m_put(unsigned k, unsigned ep, uint16_t slot, uint8_t state, uint64_t now)
+static int m_put(unsigned i, uint16_t slot, uint8_t state, uint64_t now)
 {
-	struct m_ent *e = &M.e[k];
+	struct m_ent *e = &M.e[i];
 
-	if (m_get(k, now)) {
-		e->ep = ep;
+	if (m_get(i, now)) {
 		e->slot = slot;
 		e->state = state;
 		e->last = now;
@@ -1457,45 +1480,45 @@ static int m_put(unsigned k, unsigned ep, uint16_t slot, uint8_t state, uint64_t
 		M.st.updates++;
 		return 0;
 	}
-	if (m_long(k) && M.st.long_entries == M_LONG)
+	if (m_long(i) && M.st.long_entries == M_LONG)
 		m_evict(1);
 	if (M.st.entries == M_CAP)
 		m_evict(0);
-	*e = (struct m_ent){ 1, ep, slot, state, 0, now, now, ++M.tick };
+	*e = (struct m_ent){ 1, slot, state, 0, now, now, ++M.tick };
 	M.st.entries++;
-	M.st.long_entries += (uint32_t)m_long(k);
+	M.st.long_entries += (uint32_t)m_long(i);
 	M.st.inserts++;
 	return 1;
 }
 
-static int m_lookup(unsigned k, uint64_t now)
+static int m_lookup(unsigned i, uint64_t now)
 {
-	if (!m_get(k, now)) {
+	if (!m_get(i, now)) {
 		M.st.misses++;
 		return -ENOENT;
 	}
-	M.e[k].hits++;
+	M.e[i].hits++;
 	M.st.hits++;
-	M.e[k].last = now;
-	M.e[k].stamp = ++M.tick;
+	M.e[i].last = now;
+	M.e[i].stamp = ++M.tick;
 	return 0;
 }
 
-static int m_set_state(unsigned k, uint8_t state, uint64_t now)
+static int m_set_state(unsigned i, uint8_t state, uint64_t now)
 {
-	if (!m_get(k, now))
+	if (!m_get(i, now))
 		return -ENOENT;
-	M.e[k].state = state;
-	M.e[k].last = now;
-	M.e[k].stamp = ++M.tick;
+	M.e[i].state = state;
+	M.e[i].last = now;
+	M.e[i].stamp = ++M.tick;
 	return 0;
 }
 
-static int m_del(unsigned k)
+static int m_del(unsigned i)
 {
-	if (!M.e[k].live)
+	if (!M.e[i].live)
 		return -ENOENT;
-	m_remove(k);
+	m_remove(i);
 	M.st.deletes++;
 	return 0;
 }
@@ -1504,11 +1527,11 @@ static int m_cleanup(uint64_t now)
 {
 	int n = 0;
 
-	for (unsigned k = 0; k < M_KEYS; k++) {
-		struct m_ent *e = &M.e[k];
+	for (unsigned i = 0; i < M_KEYS * M_EPS; i++) {
+		struct m_ent *e = &M.e[i];
 		if (e->live && e->state != ROUTE_STATE_JOINED && now > e->last &&
 		    now - e->last > M_TTL) {
-			m_remove(k);
+			m_remove(i);
 			M.st.expirations++;
 			n++;
 		}
@@ -1516,16 +1539,16 @@ static int m_cleanup(uint64_t now)
 	return n;
 }
 
-static void m_entry_is(unsigned k, const struct route_entry *e)
+static void m_entry_is(unsigned i, const struct route_entry *e)
 {
-	const struct m_ent *m = &M.e[k];
+	const struct m_ent *m = &M.e[i];
 
-	CHECK(m->live, "entry %u not in the model", k);
-	CHECK(strcmp(e->endpoint, m_eps[m->ep]) == 0 && e->slot == m->slot &&
+	CHECK(m->live, "entry %u not in the model", i);
+	CHECK(strcmp(e->endpoint, m_eps[i % M_EPS]) == 0 && e->slot == m->slot &&
 	      e->state == m->state && e->hits == m->hits && e->last_ms == m->last &&
 	      e->created_ms == m->created,
-	      "entry %u: ep %s/%s slot %u/%u state %u/%u hits %llu/%llu last %llu/%llu", k,
-	      e->endpoint, m_eps[m->ep], e->slot, m->slot, e->state, m->state,
+	      "entry %u: ep %s/%s slot %u/%u state %u/%u hits %llu/%llu last %llu/%llu", i,
+	      e->endpoint, m_eps[i % M_EPS], e->slot, m->slot, e->state, m->state,
 	      (unsigned long long)e->hits, (unsigned long long)m->hits,
 	      (unsigned long long)e->last_ms, (unsigned long long)m->last);
 }
@@ -1538,15 +1561,19 @@ struct m_walk {
 static int m_walk_cb(void *arg, const struct route_entry *e)
 {
 	struct m_walk *w = arg;
-	unsigned k;
+	unsigned k, ep = M_EPS;
 
 	CHECK(sscanf(e->topic, "k%u:", &k) == 1 && k < M_KEYS, "topic %s", e->topic);
+	for (unsigned j = 0; j < M_EPS; j++)
+		if (strcmp(e->endpoint, m_eps[j]) == 0)
+			ep = j;
+	CHECK(ep < M_EPS, "endpoint %s", e->endpoint);
 	char b[ROUTE_TOPIC_MAX + 1];
 	size_t len = m_topic(k, b);
 	CHECK(len == e->topic_len && memcmp(b, e->topic, len) == 0, "topic bytes %u", k);
-	m_entry_is(k, e);
-	CHECK(M.e[k].stamp < w->prev_stamp, "order at %u", k);
-	w->prev_stamp = M.e[k].stamp;
+	m_entry_is(k * M_EPS + ep, e);
+	CHECK(M.e[k * M_EPS + ep].stamp < w->prev_stamp, "order at %u", k);
+	w->prev_stamp = M.e[k * M_EPS + ep].stamp;
 	w->n++;
 	return 0;
 }
@@ -1579,30 +1606,32 @@ START_TEST(test_model)
 	M.st.generation = 1;
 	rng_state = 0x9E3779B97F4A7C15ULL;
 	for (unsigned op = 1; op <= M_OPS; op++) {
-		unsigned k = rng() % M_KEYS, dice = rng() % 100;
+		/* few keys, several endpoints each: same topics under two
+		 * endpoints meet often */
+		unsigned k = rng() % M_KEYS, ep = rng() % M_EPS, dice = rng() % 100;
+		unsigned i = k * M_EPS + ep;
 		size_t len = m_topic(k, t);
 		struct route_entry e;
 		int want, got;
 
 		now += rng() % 40;
 		if (dice < 35) {
-			unsigned ep = rng() % ARRAY_SIZE(m_eps);
 			uint16_t slot = (uint16_t)rng();
 			uint8_t state = (uint8_t)(rng() % 4);
-			want = m_put(k, ep, slot, state, now);
+			want = m_put(i, slot, state, now);
 			got = route_cache_put(rc, t, len, m_eps[ep], slot, state, now);
 		} else if (dice < 65) {
-			want = m_lookup(k, now);
-			got = route_cache_lookup(rc, t, len, now, &e);
+			want = m_lookup(i, now);
+			got = route_cache_lookup_ep(rc, m_eps[ep], t, len, now, &e);
 			if (got == 0 && want == 0)
-				m_entry_is(k, &e);
+				m_entry_is(i, &e);
 		} else if (dice < 78) {
 			uint8_t state = (uint8_t)(rng() % 4);
-			want = m_set_state(k, state, now);
-			got = route_cache_set_state(rc, t, len, state, now);
+			want = m_set_state(i, state, now);
+			got = route_cache_set_state(rc, m_eps[ep], t, len, state, now);
 		} else if (dice < 88) {
-			want = m_del(k);
-			got = route_cache_del(rc, t, len);
+			want = m_del(i);
+			got = route_cache_del(rc, m_eps[ep], t, len);
 		} else if (dice < 91) {
 			want = m_cleanup(now);
 			got = route_cache_cleanup(rc, now);
@@ -1610,8 +1639,8 @@ START_TEST(test_model)
 			now += rng() % 400;
 			continue;
 		}
-		CHECK(want == got, "op %u (dice %u key %u): got %d, want %d", op, dice, k, got,
-		      want);
+		CHECK(want == got, "op %u (dice %u key %u ep %u): got %d, want %d", op, dice, k,
+		      ep, got, want);
 		if (op % 500 == 0)
 			m_compare_all(rc);
 		if (op % 10000 == 0) {
@@ -1629,6 +1658,245 @@ START_TEST(test_model)
 	}
 	m_compare_all(rc);
 	route_cache_close(rc);
+}
+END_TEST
+
+/* ---- keys, eviction policy, restart after a crash --------------------------- */
+
+/* The key is (endpoint, topic): the same topic on two endpoints is two
+ * routes, and one endpoint's changes leave the other's alone. */
+START_TEST(test_endpoint_key)
+{
+	struct route_cache *rc = open_cap(16, 0, 1000);
+	struct route_entry e;
+	char ep65[66];
+
+	ck_assert_int_eq(put(rc, "room:1", "main", 1, ROUTE_STATE_JOINED, 10), 1);
+	ck_assert_int_eq(put(rc, "room:1", "other", 2, ROUTE_STATE_JOINED, 11), 1);
+	ck_assert_uint_eq(stats(rc).entries, 2);
+	ck_assert_int_eq(route_cache_lookup_ep(rc, "main", "room:1", 6, 12, &e), 0);
+	ck_assert_uint_eq(e.slot, 1);
+	ck_assert_str_eq(e.endpoint, "main");
+	ck_assert_int_eq(route_cache_lookup_ep(rc, "other", "room:1", 6, 12, &e), 0);
+	ck_assert_uint_eq(e.slot, 2);
+	ck_assert_str_eq(e.endpoint, "other");
+	ck_assert_int_eq(route_cache_lookup_ep(rc, "third", "room:1", 6, 12, NULL), -ENOENT);
+	ck_assert_int_eq(route_cache_lookup_ep(rc, "mai", "room:1", 6, 12, NULL), -ENOENT);
+	ck_assert_int_eq(look(rc, "room:1", 12, &e), 0);       /* any: the newer */
+	ck_assert_str_eq(e.endpoint, "other");
+	/* other leaves: main's channel stays joined and does not expire */
+	ck_assert_int_eq(route_cache_set_state(rc, "other", "room:1", 6, ROUTE_STATE_NONE, 20), 0);
+	ck_assert_int_eq(route_cache_cleanup(rc, 1021), 1);
+	ck_assert_int_eq(route_cache_lookup_ep(rc, "other", "room:1", 6, 1021, NULL), -ENOENT);
+	ck_assert_int_eq(route_cache_lookup_ep(rc, "main", "room:1", 6, 1021, &e), 0);
+	ck_assert_uint_eq(e.state, ROUTE_STATE_JOINED);
+	ck_assert_uint_eq(e.slot, 1);
+	/* a put of the same key is an update */
+	ck_assert_int_eq(put(rc, "room:1", "main", 3, ROUTE_STATE_JOINED, 1022), 0);
+	ck_assert_int_eq(put(rc, "room:1", "other", 0, ROUTE_STATE_JOINING, 1023), 1);
+	ck_assert_int_eq(route_cache_del(rc, "other", "room:1", 6), 0);
+	ck_assert_int_eq(route_cache_del(rc, "other", "room:1", 6), -ENOENT);
+	ck_assert_int_eq(route_cache_set_state(rc, "other", "room:1", 6, ROUTE_STATE_NONE, 1024),
+			 -ENOENT);
+	ck_assert_int_eq(put(rc, "room:1", "other", 4, ROUTE_STATE_JOINED, 1025), 1);
+	memset(ep65, 'e', 65);
+	ep65[65] = 0;
+	ck_assert_int_eq(route_cache_lookup_ep(rc, ep65, "room:1", 6, 1026, NULL), -EINVAL);
+	ck_assert_int_eq(route_cache_lookup_ep(rc, "", "room:1", 6, 1026, NULL), -EINVAL);
+	ck_assert_int_eq(route_cache_del(rc, ep65, "room:1", 6), -EINVAL);
+	route_cache_close(rc);
+	/* both survive a restart, apart */
+	rc = open_cap(16, 0, 1000);
+	ck_assert_int_eq(route_cache_lookup_ep(rc, "main", "room:1", 6, 1030, &e), 0);
+	ck_assert_uint_eq(e.slot, 3);
+	ck_assert_int_eq(route_cache_lookup_ep(rc, "other", "room:1", 6, 1030, &e), 0);
+	ck_assert_uint_eq(e.slot, 4);
+	route_cache_close(rc);
+}
+END_TEST
+
+/* The entries of a snapshot, checked without touching the cache: every
+ * one in state st, with last_ms at least since. */
+static unsigned snap_all(uint8_t st, uint64_t since)
+{
+	struct route_snapshot *s;
+	unsigned n = 0;
+
+	ck_assert_int_eq(route_cache_snapshot(seg, &s, NULL, 0), 0);
+	for (size_t i = 0; i < s->n; i++)
+		n += s->entries[i].state == st && s->entries[i].last_ms >= since;
+	ck_assert_uint_eq(n, s->n);
+	route_snapshot_free(s);
+	return n;
+}
+
+START_TEST(test_demote)
+{
+	struct route_cache *rc = open_cap(16, 0, 1000);
+	struct route_entry e;
+
+	ck_assert_int_eq(route_cache_demote(rc, 5), 0);         /* empty */
+	ck_assert_int_eq(put(rc, "a", "main", 1, ROUTE_STATE_JOINED, 10), 1);
+	ck_assert_int_eq(put(rc, "b", "main", 2, ROUTE_STATE_JOINING, 20), 1);
+	ck_assert_int_eq(put(rc, "c", "main", 3, ROUTE_STATE_NONE, 30), 1);
+	ck_assert_int_eq(put(rc, "d", "main", 4, ROUTE_STATE_ERRORED, 40), 1);
+	ck_assert_int_eq(put(rc, "a", "other", 5, ROUTE_STATE_JOINED, 50), 1);
+	ck_assert_str_eq(order_of(rc), "a,d,c,b,a");
+	ck_assert_int_eq(route_cache_demote(rc, 100), 4);
+	ck_assert_str_eq(order_of(rc), "a,d,b,a,c");            /* use order kept */
+	ck_assert_uint_eq(snap_all(ROUTE_STATE_NONE, 30), 5);
+	/* the one left none expires first, the others a TTL after the demotion */
+	ck_assert_int_eq(route_cache_cleanup(rc, 1031), 1);
+	ck_assert_int_eq(route_cache_cleanup(rc, 1100), 0);
+	ck_assert_int_eq(route_cache_lookup_ep(rc, "main", "b", 1, 1100, &e), 0);
+	ck_assert_uint_eq(e.slot, 2);                          /* kept for warming */
+	ck_assert_uint_eq(e.state, ROUTE_STATE_NONE);
+	ck_assert_int_eq(route_cache_cleanup(rc, 1101), 3);
+	ck_assert_int_eq(route_cache_cleanup(rc, 2101), 1);     /* b, used at 1100 */
+	ck_assert_uint_eq(stats(rc).entries, 0);
+	route_cache_close(rc);
+
+	/* A writer killed with routes joined: the next one demotes them. */
+	struct route_cache_params p = { .capacity = 32, .ttl_ms = 1000 };
+	char err[256];
+	make_unclean(32, 10);
+	ck_assert_int_eq(route_cache_open(&rc, seg, &p, err, sizeof(err)), 1);
+	ck_assert_uint_eq(snap_all(ROUTE_STATE_JOINED, 0), 10);
+	ck_assert_int_eq(route_cache_demote(rc, 1000), 10);
+	ck_assert_uint_eq(snap_all(ROUTE_STATE_NONE, 1000), 10);
+	ck_assert_int_eq(route_cache_cleanup(rc, 2000), 0);
+	ck_assert_int_eq(route_cache_cleanup(rc, 2001), 10);
+	route_cache_close(rc);
+}
+END_TEST
+
+/* Timestamps of an unclean segment are checked: one bad last_ms would stop
+ * the TTL cleanup at it for good. */
+START_TEST(test_rebuild_stamps)
+{
+	struct route_cache_params p = { .capacity = 100 };
+	struct route_cache *rc;
+	char err[256];
+
+	/* make_valid(.., 0): crash:i at entry i, put at i, joined */
+	make_valid(100, 0);
+	poke(seg, ent_off(seg, 3) + ENT_LAST, &(uint64_t){ 1ULL << 62 }, 8);
+	expect_rebuilt(100, "in the future");
+
+	make_valid(100, 0);
+	poke(seg, ent_off(seg, 5) + ENT_CREATED, &(uint64_t){ 8 }, 8);
+	expect_rebuilt(100, "before it was made");
+
+	make_valid(100, 0);
+	poke(seg, ent_off(seg, 2) + ENT_LAST, &(uint64_t){ 5 }, 8);
+	expect_rebuilt(100, "LRU list out of last_ms order");
+
+	make_valid(100, 0);
+	{
+		size_t size;
+		char *m = map_rw(seg, &size);
+		size_t eps = (size_t)peek64(m, OFF_EPS);
+		/* slot 0 is "main": refs u32, len u8, name: its NUL goes */
+		ck_assert(memcmp(m + eps + EP_NAME, "main", 5) == 0);
+		m[eps + EP_NAME + 4] = 'X';
+		munmap(m, size);
+	}
+	expect_rebuilt(100, "endpoint");
+
+	/* The opener's clock: stamps after it cannot be right. */
+	make_valid(100, 0);
+	p.now_ms = 5;
+	ck_assert_int_eq(route_cache_open(&rc, seg, &p, err, sizeof(err)), 0);
+	ck_assert_ptr_nonnull(strstr(err, "future"));
+	route_cache_close(rc);
+	make_valid(100, 0);
+	p.now_ms = 9;
+	ck_assert_int_eq(route_cache_open(&rc, seg, &p, err, sizeof(err)), 1);
+	route_cache_close(rc);
+}
+END_TEST
+
+/* ---- no room in /dev/shm ---------------------------------------------------- *
+ * In a private mount namespace (root; skipped when that is not allowed)
+ * /dev/shm becomes a 1 MiB tmpfs.  A child does the work and reports by its
+ * exit status: 0 all good, 77 no namespace, others the step that failed. */
+
+#define NR_FILLER "/phxd-rc-filler"
+
+static int nr_child(void)
+{
+	struct route_cache_params big = { .capacity = 100000 };     /* 16 MB */
+	struct route_cache_params small = { .capacity = 1000 };     /* 180 kB */
+	struct route_cache_stats st;
+	struct route_cache *rc;
+	size_t size = route_cache_segment_size(&small);
+	char err[256], t[16];
+	off_t off = 0;
+	int fd, filler;
+
+	if (unshare(CLONE_NEWNS) < 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("phxd-test", "/dev/shm", "tmpfs", 0, "size=1m,mode=1777") < 0)
+		return 77;
+	/* A new segment larger than the tmpfs: an error, nothing left behind
+	 * (no SIGBUS later when the table fills). */
+	if (route_cache_open(&rc, seg, &big, err, sizeof(err)) != -ENOSPC ||
+	    !strstr(err, "cannot allocate"))
+		return 10;
+	if ((fd = shm_open(seg, O_RDONLY, 0)) >= 0 || errno != ENOENT)
+		return 11;
+	/* One that fits; then a hole where nothing is stored yet (as a sparse
+	 * segment of an older phxd has) and the tmpfs filled up: attaching
+	 * says so instead of faulting on the hole. */
+	if (route_cache_open(&rc, seg, &small, err, sizeof(err)) != 0)
+		return 12;
+	for (unsigned i = 0; i < 10; i++) {
+		snprintf(t, sizeof(t), "nr:%u", i);
+		if (put(rc, t, "main", (uint16_t)i, ROUTE_STATE_JOINED, i) != 1)
+			return 13;
+	}
+	route_cache_close(rc);
+	if ((fd = shm_open(seg, O_RDWR, 0)) < 0 ||
+	    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(size - 65536),
+		      65536) < 0)
+		return 14;
+	close(fd);
+	if ((filler = shm_open(NR_FILLER, O_RDWR | O_CREAT | O_EXCL, 0600)) < 0)
+		return 15;
+	while (posix_fallocate(filler, off, 4096) == 0)
+		off += 4096;
+	if (route_cache_open(&rc, seg, &small, err, sizeof(err)) != -ENOSPC ||
+	    !strstr(err, "cannot allocate"))
+		return 16;
+	/* Room again: the routes are all there. */
+	close(filler);
+	shm_unlink(NR_FILLER);
+	if (route_cache_open(&rc, seg, &small, err, sizeof(err)) != 1)
+		return 17;
+	route_cache_stats(rc, &st);
+	if (st.entries != 10 || look(rc, "nr:7", 20, NULL) != 0)
+		return 18;
+	route_cache_close(rc);
+	route_cache_unlink(seg);
+	return 0;
+}
+
+START_TEST(test_no_room)
+{
+	int status;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(nr_child());
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status), "the child died of signal %d (SIGBUS is %d)",
+		      WIFSIGNALED(status) ? WTERMSIG(status) : 0, SIGBUS);
+	if (WEXITSTATUS(status) == 77) {
+		fprintf(stderr, "unit_route_cache: test_no_room skipped: cannot mount a "
+			"small tmpfs on /dev/shm here (needs root and mount namespaces)\n");
+		return;
+	}
+	ck_assert_msg(WEXITSTATUS(status) == 0, "step %d failed", WEXITSTATUS(status));
 }
 END_TEST
 
@@ -1663,6 +1931,7 @@ int main(void)
 	SUITE("eviction", test_evict_cap1, test_evict_cap2, test_evict_cap1000,
 	      test_update_in_place, test_delete_reinsert, test_endpoints);
 	SUITE("hashing", test_collisions, test_long_topics);
+	SUITE("keys", test_endpoint_key, test_demote, test_rebuild_stamps, test_no_room);
 	SUITE("restart", test_reopen, test_crash_recovery, test_rebuild_foreign,
 	      test_rebuild_header, test_rebuild_size, test_rebuild_corrupt, test_mode,
 	      test_runtime_corruption);
