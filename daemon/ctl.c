@@ -35,6 +35,7 @@
 
 struct ctl_conn {
 	struct ctl *ctl;
+	struct ctl_listener *l;     /* accepted there: counts in its nconns */
 	int fd;
 	int http_only;              /* from the TCP listener */
 	unsigned long nlines;       /* lines read; an HTTP request line comes first */
@@ -46,7 +47,9 @@ struct ctl_conn {
 	int eof;                    /* the peer shut its side */
 	int closing;                /* close once out is flushed */
 	int dead;
+	int timed_out;              /* the timer fired once: the next time, close */
 	ev_io rio, wio;
+	ev_timer timer;             /* idle or request deadline */
 	struct buf in, out;
 	struct list_node node;      /* ctl->conns or ctl->reap */
 };
@@ -56,6 +59,7 @@ static void ctl_pause_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void ctl_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void ctl_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void ctl_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents);
+static void ctl_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void ctl_conn_settle(struct ctl_conn *c);
 
 /* ---- commands ------------------------------------------------------------------ */
@@ -118,6 +122,14 @@ static void ctl_prom_self(const struct ctl *k, struct metrics_out *o)
 	metrics_prom_family(o, "phxd_control_http_requests_total", METRICS_COUNTER,
 			    "HTTP requests served (any status).");
 	metrics_prom_u64(o, "phxd_control_http_requests_total", NULL, 0, k->http_requests);
+	metrics_prom_family(o, "phxd_control_timeouts_total", METRICS_COUNTER,
+			    "Control and metrics connections timed out (idle, or an HTTP request "
+			    "head or answer too slow).");
+	metrics_prom_u64(o, "phxd_control_timeouts_total", NULL, 0, k->timeouts);
+	metrics_prom_family(o, "phxd_control_refused_total", METRICS_COUNTER,
+			    "Control and metrics connections refused: the listener's cap was "
+			    "reached.");
+	metrics_prom_u64(o, "phxd_control_refused_total", NULL, 0, k->refused);
 }
 
 static void ctl_cmd_metrics(struct ctl *k, struct metrics_out *o, size_t n)
@@ -341,8 +353,8 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "ROUTES", "[N]", 0, ctl_cmd_routes,
 	  "channels, busiest first; N: only the N busiest (JSON)" },
 	{ "POOL", "", 0, ctl_cmd_pool,
-	  "the upstream pool of each endpoint (JSON; the binary buffer pool of "
-	  "issue 4 will add to it)" },
+	  "the upstream pool of each endpoint and its slots, the binary buffer pool, "
+	  "interned strings, hibernation (JSON)" },
 	{ "HISTORY", "[N]", 0, ctl_cmd_history,
 	  "the last N samples, oldest first; default all (JSON)" },
 	{ "ALERTS", "", 0, ctl_cmd_alerts, "alert states and thresholds (JSON)" },
@@ -479,8 +491,10 @@ static const char *ctl_http_reason(int status)
 	case 400: return "Bad Request";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
+	case 505: return "HTTP Version Not Supported";
 	default: return "Error";
 	}
 }
@@ -515,6 +529,27 @@ static int ctl_http_request_line(struct ctl_conn *c, const char *line, size_t le
 	else
 		c->http_status = 404;
 	return 1;
+}
+
+/* A first line that is not a valid request line but names an HTTP version
+ * (" HTTP/" in it): an HTTP client that will not understand ERR lines.  The
+ * status its request gets: 505 for a well-formed version other than 1.0 and
+ * 1.1, 400 for anything else; 0 when it does not look like HTTP at all. */
+static int ctl_http_malformed(const char *line, size_t len)
+{
+	const char *v = NULL;
+	for (size_t i = 0; i + 6 <= len; i++)
+		if (memcmp(line + i, " HTTP/", 6) == 0)
+			v = line + i + 6;
+	if (!v)
+		return 0;
+	size_t vlen = (size_t)(line + len - v);
+	if (vlen == 3 && v[0] >= '0' && v[0] <= '9' && v[1] == '.' && v[2] >= '0' && v[2] <= '9' &&
+	    !(v[0] == '1' && (v[2] == '0' || v[2] == '1')))
+		return 505;
+	if (vlen == 1 && v[0] >= '2' && v[0] <= '9')    /* "HTTP/2", "HTTP/3" */
+		return 505;
+	return 400;
 }
 
 /* The response to the request just read; the connection closes after it. */
@@ -582,6 +617,7 @@ static void ctl_conn_close(struct ctl_conn *c)
 	c->dead = 1;
 	ev_io_stop(k->loop, &c->rio);
 	ev_io_stop(k->loop, &c->wio);
+	ev_timer_stop(k->loop, &c->timer);
 	if (c->fd >= 0) {
 		shutdown(c->fd, SHUT_WR);
 		close(c->fd);
@@ -589,7 +625,7 @@ static void ctl_conn_close(struct ctl_conn *c)
 	}
 	list_del(&c->node);
 	list_add_tail(&k->reap, &c->node);
-	k->nconns--;
+	c->l->nconns--;
 	ev_prepare_start(k->loop, &k->prep);
 }
 
@@ -600,10 +636,20 @@ static void ctl_conn_line(struct ctl_conn *c, const char *line, size_t len)
 		ctl_http_line(c, len);
 		return;
 	}
-	if (c->nlines++ == 0 && ctl_http_request_line(c, line, len)) {
-		c->http = 1;
-		c->http_bytes = len + 1;
-		return;
+	if (c->nlines++ == 0) {
+		int bad = 0;
+		if (ctl_http_request_line(c, line, len) || (bad = ctl_http_malformed(line, len))) {
+			/* read the rest of the head, then answer; within http_timeout */
+			c->http = 1;
+			c->http_bytes = len + 1;
+			if (bad) {
+				c->http_head_only = 0;
+				c->http_status = bad;
+			}
+			c->timer.repeat = c->ctl->http_timeout;
+			ev_timer_again(c->ctl->loop, &c->timer);
+			return;
+		}
 	}
 	if (c->http_only) {
 		c->http_head_only = 0;
@@ -644,6 +690,8 @@ static void ctl_conn_process(struct ctl_conn *c)
 				ctl_conn_line(c, buf_rptr(&c->in), avail);
 				buf_reset(&c->in);
 			}
+			if (c->eof && c->http)      /* a head cut short: no empty line */
+				ctl_http_respond(c, 400);
 			return;
 		}
 		const char *line = buf_rptr(&c->in);
@@ -687,7 +735,6 @@ static void ctl_conn_settle(struct ctl_conn *c)
 static void ctl_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct ctl_conn *c = container_of(w, struct ctl_conn, rio);
-	(void)loop;
 	(void)revents;
 	char *p = buf_reserve(&c->in, CTL_READ_CHUNK);
 	if (!p) {
@@ -701,10 +748,14 @@ static void ctl_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		ctl_conn_close(c);
 		return;
 	}
-	if (r == 0)
+	if (r == 0) {
 		c->eof = 1;
-	else
+	} else {
 		buf_commit(&c->in, (size_t)r);
+		/* commands: any byte is activity; an HTTP head has a deadline */
+		if (!c->http && !c->http_only && !c->closing)
+			ev_timer_again(loop, &c->timer);
+	}
 	ctl_conn_process(c);
 	ctl_conn_settle(c);
 }
@@ -712,7 +763,6 @@ static void ctl_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void ctl_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct ctl_conn *c = container_of(w, struct ctl_conn, wio);
-	(void)loop;
 	(void)revents;
 	while (buf_len(&c->out)) {
 		ssize_t r = send(c->fd, buf_rptr(&c->out), buf_len(&c->out), MSG_NOSIGNAL);
@@ -725,6 +775,7 @@ static void ctl_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		buf_consume(&c->out, (size_t)r);
+		ev_timer_again(loop, &c->timer);   /* the peer takes the answer */
 	}
 	buf_release(&c->out);
 	ctl_conn_process(c);
@@ -743,6 +794,26 @@ static void ctl_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	ev_prepare_stop(loop, w);
 }
 
+/* A connection that said nothing for too long, or whose HTTP head or
+ * answer did not get through in time.  A request head in progress gets a
+ * 408 and one more period to take it; anything else is closed. */
+static void ctl_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ctl_conn *c = container_of(w, struct ctl_conn, timer);
+	(void)loop;
+	(void)revents;
+	c->ctl->timeouts++;
+	if (!c->timed_out && buf_len(&c->out) == 0 && !c->closing &&
+	    (c->http || c->http_only)) {
+		c->timed_out = 1;
+		ctl_http_respond(c, 408);
+		ev_timer_again(loop, &c->timer);
+		ctl_conn_settle(c);
+		return;
+	}
+	ctl_conn_close(c);
+}
+
 static void ctl_refuse(struct ctl *k, int fd, int http_only)
 {
 	static const char msg[] = "ERR {\"reason\":\"too many control connections\"}\n\n";
@@ -758,7 +829,7 @@ static void ctl_refuse(struct ctl *k, int fd, int http_only)
 static void ctl_accept_one(struct ctl_listener *l, int fd)
 {
 	struct ctl *k = l->ctl;
-	if (k->nconns >= CTL_MAX_CONNS) {
+	if (l->nconns >= l->max_conns) {
 		ctl_refuse(k, fd, l->http_only);
 		return;
 	}
@@ -768,6 +839,7 @@ static void ctl_accept_one(struct ctl_listener *l, int fd)
 		return;
 	}
 	c->ctl = k;
+	c->l = l;
 	c->fd = fd;
 	c->http_only = l->http_only;
 	buf_init(&c->in, CTL_IN_MAX);
@@ -775,8 +847,11 @@ static void ctl_accept_one(struct ctl_listener *l, int fd)
 	ev_io_init(&c->rio, ctl_read_cb, fd, EV_READ);
 	ev_io_init(&c->wio, ctl_write_cb, fd, EV_WRITE);
 	ev_io_start(k->loop, &c->rio);
+	ev_init(&c->timer, ctl_timer_cb);
+	c->timer.repeat = l->http_only ? k->http_timeout : k->idle_timeout;
+	ev_timer_again(k->loop, &c->timer);
 	list_add_tail(&k->conns, &c->node);
-	k->nconns++;
+	l->nconns++;
 	k->accepted++;
 }
 
@@ -942,6 +1017,8 @@ static void ctl_listener_start(struct ctl *k, struct ctl_listener *l, int fd, in
 	l->ctl = k;
 	l->fd = fd;
 	l->http_only = http_only;
+	l->nconns = 0;
+	l->max_conns = http_only ? CTL_MAX_TCP : CTL_MAX_UNIX;
 	ev_io_init(&l->io, ctl_accept_cb, fd, EV_READ);
 	ev_timer_init(&l->pause, ctl_pause_cb, 1., 0.);
 	ev_io_start(k->loop, &l->io);
@@ -1009,6 +1086,8 @@ int ctl_init(struct ctl *k, struct ev_loop *loop, const struct conf *conf,
 	k->ltcp.fd = -1;
 	list_init(&k->conns);
 	list_init(&k->reap);
+	k->idle_timeout = CTL_IDLE_TIMEOUT;
+	k->http_timeout = CTL_HTTP_TIMEOUT;
 	ev_prepare_init(&k->prep, ctl_prepare_cb);
 	int r = metrics_init(&k->metrics, loop, conf, rt, ipc, err, errlen);
 	if (r < 0)

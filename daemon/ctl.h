@@ -10,8 +10,14 @@
  *
  * A connection whose first line is an HTTP/1.x request line is served as
  * HTTP instead: GET /metrics answers the Prometheus text, other paths 404,
- * then the connection closes.  metrics_listen adds a loopback TCP listener
- * that serves only that.
+ * then the connection closes; a first line that looks like HTTP but is not
+ * valid gets 400 (505 for another version).  metrics_listen adds a
+ * loopback TCP listener that serves only that.
+ *
+ * Each listener has its own connection cap, so scrapers on metrics_listen
+ * can never take the operator's control socket; and every connection has a
+ * timer: an HTTP request head must arrive within http_timeout (else 408),
+ * a command connection closes after idle_timeout without a byte either way.
  *
  * ctl reads the router, the client server and the configuration and never
  * changes them; it owns the metrics sampler (struct metrics).
@@ -32,12 +38,16 @@ struct ipc_server;
 struct router;
 struct ctl;
 
-#define CTL_MAX_CONNS 64            /* control connections at once */
+#define CTL_MAX_UNIX 32             /* connections at once on the control socket ... */
+#define CTL_MAX_TCP 32              /* ... and, apart, on metrics_listen */
+#define CTL_IDLE_TIMEOUT 60.        /* s: a command connection with no byte either way */
+#define CTL_HTTP_TIMEOUT 10.        /* s: to send a request head; to take the answer */
 
 struct ctl_listener {
 	struct ctl *ctl;
 	int fd;
 	int http_only;              /* the TCP listener: HTTP requests only */
+	unsigned nconns, max_conns; /* its connections open now, and at most */
 	int owns_path;              /* we bound the Unix socket: unlink at close */
 	char path[108];             /* the Unix socket path, or "HOST:PORT" */
 	ev_io io;
@@ -53,10 +63,11 @@ struct ctl {
 	struct ctl_listener lunix, ltcp;
 	struct list_node conns;     /* struct ctl_conn, open */
 	struct list_node reap;      /* closed, freed before the loop blocks */
-	unsigned nconns;
+	double idle_timeout;        /* CTL_IDLE_TIMEOUT, CTL_HTTP_TIMEOUT unless changed */
+	double http_timeout;        /* by default; may be changed after ctl_init */
 	ev_prepare prep;
 	/* counters */
-	uint64_t accepted, refused, commands, errors, http_requests;
+	uint64_t accepted, refused, commands, errors, http_requests, timeouts;
 };
 
 /* Sets up the sampler (its ring is allocated here) and starts it; listens to

@@ -158,16 +158,32 @@ void metrics_prom_u64(struct metrics_out *o, const char *name,
 	metrics_out_puts(o, "\n");
 }
 
+void metrics_prom_number(double v, char *out, size_t n)
+{
+	if (isnan(v)) {
+		snprintf(out, n, "NaN");
+		return;
+	}
+	if (isinf(v)) {
+		snprintf(out, n, v > 0 ? "+Inf" : "-Inf");
+		return;
+	}
+	/* %.9g would print a start time of 1700000123.4 as 1.70000012e+09,
+	 * seconds off: take the fewest digits that read back exactly */
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(out, n, "%.*g", prec, v);
+		if (strtod(out, NULL) == v)
+			return;
+	}
+}
+
 void metrics_prom_double(struct metrics_out *o, const char *name,
 			 const struct metrics_label *l, size_t nl, double v)
 {
+	char b[40];
+	metrics_prom_number(v, b, sizeof(b));
 	metrics_prom_name(o, name, l, nl);
-	if (isnan(v))
-		metrics_out_puts(o, " NaN\n");
-	else if (isinf(v))
-		metrics_out_puts(o, v > 0 ? " +Inf\n" : " -Inf\n");
-	else
-		metrics_out_printf(o, " %.9g\n", v);
+	metrics_out_printf(o, " %s\n", b);
 }
 
 void metrics_prom_hist(struct metrics_out *o, const char *name, const char *help,
@@ -251,6 +267,8 @@ void metrics_rule_set(struct metrics_rule *r, int above, double threshold)
 		r->clear_at = threshold * 0.9;
 	else
 		r->clear_at = threshold + 5 > 100 ? 100 : threshold + 5;
+	r->samples = METRICS_ALERT_SAMPLES;
+	r->stale = 0;
 }
 
 static int metrics_rule_fires(const struct metrics_rule *r, double v)
@@ -272,23 +290,61 @@ int metrics_alert_step(struct metrics_alert *a, const struct metrics_rule *r, in
 		a->measured = 1;
 	}
 	if (r->off) {
+		a->streak = 0;
+		a->idle = 0;
 		if (!a->active)
 			return 0;
 		a->active = 0;
+		a->stale = 0;
 		return -1;
 	}
-	if (!have)
+	if (!have) {
+		if (!r->stale || a->idle >= r->stale)
+			return 0;
+		if (++a->idle < r->stale)
+			return 0;
+		/* no data for so long that a run in progress means nothing */
+		a->streak = 0;
+		if (!a->active)
+			return 0;
+		a->active = 0;
+		a->stale = 1;
+		return -1;
+	}
+	a->idle = 0;
+	if (!(a->active ? metrics_rule_clears(r, value) : metrics_rule_fires(r, value))) {
+		a->streak = 0;
 		return 0;
-	if (!a->active && metrics_rule_fires(r, value)) {
-		a->active = 1;
-		a->raised++;
+	}
+	if (++a->streak < r->samples)
+		return 0;
+	a->streak = 0;
+	a->active = !a->active;
+	if (!a->active) {
+		a->stale = 0;
+		return -1;
+	}
+	a->stale = 0;
+	a->raised++;
+	return 1;
+}
+
+int metrics_response_ms(const struct hist *d, uint64_t timeouts, double timeout_ms,
+			double *ms, int *timed_out)
+{
+	uint64_t n = d->total + timeouts;
+	*timed_out = 0;
+	if (!n)
+		return 0;
+	/* the timeouts sort after every reply: is the p99 rank among them? */
+	double rank = 0.99 * (double)n;
+	if (rank > (double)d->total) {
+		*timed_out = 1;
+		*ms = timeout_ms;
 		return 1;
 	}
-	if (a->active && metrics_rule_clears(r, value)) {
-		a->active = 0;
-		return -1;
-	}
-	return 0;
+	*ms = (double)hist_quantile_us(d, rank / (double)d->total) / 1000.0;
+	return 1;
 }
 
 /* The value of an alert in its unit, for logs and REPORT. */
@@ -330,11 +386,17 @@ static void metrics_alert_log(const struct metrics *m, enum metrics_alert_id id,
 	const struct metrics_rule *r = &m->rules[id];
 	metrics_alert_value(id, m->alerts[id].value, v, sizeof(v));
 	metrics_alert_value(id, r->raise_at, t, sizeof(t));
-	if (change > 0)
+	if (change > 0 && id == METRICS_ALERT_RESPONSE && m->alerts[id].timed_out)
+		log_warn("alert raised: %s: pushes got no reply within %s (threshold %s)",
+			 metrics_alert_name(id), v, t);
+	else if (change > 0)
 		log_warn("alert raised: %s: %s is %s, %s the threshold %s", metrics_alert_name(id),
 			 metrics_alert_what(id), v, r->above ? "above" : "below", t);
 	else if (r->off)
 		log_notice("alert cleared: %s: turned off", metrics_alert_name(id));
+	else if (m->alerts[id].stale)
+		log_notice("alert cleared: %s: nothing measured for %u samples; the last value "
+			   "(%s) is stale", metrics_alert_name(id), r->stale, v);
 	else
 		log_notice("alert cleared: %s: %s is back to %s (threshold %s)",
 			   metrics_alert_name(id), metrics_alert_what(id), v, t);
@@ -414,6 +476,7 @@ static void metrics_collect_upstreams(const struct router *rt, struct metrics_no
 			n->ups_open += up->state == UP_OPEN;
 			n->up_connects += up->connects;
 			n->up_disconnects += up->disconnects;
+			n->up_reconnects += up->connects > 1 ? up->connects - 1 : 0;
 			n->up_frames_in += up->frames_in;
 			n->up_frames_out += up->frames_out;
 			n->up_bytes_in += up->bytes_in;
@@ -478,18 +541,52 @@ static const struct metrics_sample *metrics_ring_back(const struct metrics_ring 
 	return b;
 }
 
-static void metrics_check_alerts(struct metrics *m, struct metrics_sample *s)
+/* For response_time: the shortest push_timeout of the endpoints (what a
+ * timeout says about the reply time, at least), and how many samples
+ * without a reply or a timeout make its value stale.  While pushes are
+ * made, every one is answered or times out within the longest push or join
+ * timeout; twice that without either means nobody pushes any more. */
+static void metrics_response_rule(struct metrics *m)
 {
+	unsigned shortest = 0, longest = 0;
+	for (size_t i = 0; i < m->rt->neps; i++) {
+		const struct conf_endpoint *c = m->rt->eps[i]->conf;
+		unsigned t = c->push_timeout_ms > c->join_timeout_ms ? c->push_timeout_ms :
+			     c->join_timeout_ms;
+		if (!shortest || c->push_timeout_ms < shortest)
+			shortest = c->push_timeout_ms;
+		if (t > longest)
+			longest = t;
+	}
+	unsigned every = m->conf->metrics_interval_ms ? m->conf->metrics_interval_ms : 1000;
+	uint64_t stale = (2 * (uint64_t)longest + every - 1) / every;
+	m->timeout_ms = shortest;
+	m->rules[METRICS_ALERT_RESPONSE].stale = stale < METRICS_ALERT_SAMPLES ?
+						  METRICS_ALERT_SAMPLES :
+						  stale > 1000000 ? 1000000 : (unsigned)stale;
+}
+
+/* d: the pushes answered since the last sample. */
+static void metrics_check_alerts(struct metrics *m, struct metrics_sample *s,
+				 const struct hist *d)
+{
+	double resp = 0;
+	int timed_out = 0;
 	int have[METRICS_ALERT_COUNT] = {
 		[METRICS_ALERT_MEMORY] = s->rss > 0,
 		[METRICS_ALERT_QUEUE] = 1,
-		[METRICS_ALERT_RESPONSE] = s->push_count > 0,
 	};
+	metrics_response_rule(m);
+	have[METRICS_ALERT_RESPONSE] = metrics_response_ms(d, s->push_timeouts, m->timeout_ms,
+							   &resp, &timed_out);
 	double v[METRICS_ALERT_COUNT] = {
 		[METRICS_ALERT_MEMORY] = (double)s->rss,
 		[METRICS_ALERT_QUEUE] = (double)s->queue_max,
-		[METRICS_ALERT_RESPONSE] = (double)s->push_p99_us / 1000.0,
+		/* no reply at all is slower than any threshold */
+		[METRICS_ALERT_RESPONSE] = timed_out ? INFINITY : resp,
 	};
+	if (have[METRICS_ALERT_RESPONSE])
+		m->alerts[METRICS_ALERT_RESPONSE].timed_out = timed_out;
 	const struct metrics_sample *b = metrics_ring_back(&m->ring, s, METRICS_WINDOW_MS);
 	/* (counters of a cache that was rebuilt start again from 0) */
 	if (b && m->rt->routes && s->cache_hits >= b->cache_hits &&
@@ -503,6 +600,8 @@ static void metrics_check_alerts(struct metrics *m, struct metrics_sample *s)
 	int changed = 0;
 	for (unsigned i = 0; i < METRICS_ALERT_COUNT; i++) {
 		int c = metrics_alert_step(&m->alerts[i], &m->rules[i], have[i], v[i]);
+		if (i == METRICS_ALERT_RESPONSE && have[i] && timed_out)
+			m->alerts[i].value = resp;      /* shown: the timeout, not inf */
 		if (c) {
 			m->alerts[i].since_ms = s->wall_ms;
 			metrics_alert_log(m, i, c);
@@ -554,7 +653,12 @@ void metrics_sample(struct metrics *m)
 	s->push_count = (uint32_t)d.total;
 	s->push_p50_us = (uint32_t)hist_quantile_us(&d, 0.50);
 	s->push_p99_us = (uint32_t)hist_quantile_us(&d, 0.99);
-	metrics_check_alerts(m, s);
+	/* (a reload that replaced the router's counters cannot happen: they
+	 * live as long as the router; still, never wrap) */
+	s->push_timeouts = m->rt->timeouts >= m->prev_timeouts ?
+			   (uint32_t)(m->rt->timeouts - m->prev_timeouts) : 0;
+	m->prev_timeouts = m->rt->timeouts;
+	metrics_check_alerts(m, s, &d);
 }
 
 static void metrics_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -594,6 +698,7 @@ int metrics_init(struct metrics *m, struct ev_loop *loop, const struct conf *con
 	m->start_ms = util_now_ms();
 	m->start_wall_ms = metrics_wall_ms();
 	m->prev_push = rt->push_latency;
+	m->prev_timeouts = rt->timeouts;
 	ev_timer_init(&m->timer, metrics_timer_cb, 1., 1.);
 	metrics_apply_conf(m);
 	return 0;
@@ -739,9 +844,11 @@ void metrics_fmt_pool(const struct metrics *m, struct metrics_out *o)
 	metrics_json_u64s(o, ik, iv, ARRAY_SIZE(ik));
 	static const char *const hk[] = { "clients", "upstreams", "client_wakeups",
 					  "upstream_wakeups", "client_released_bytes",
-					  "upstream_released_bytes" };
+					  "upstream_released_bytes", "client_held_bytes",
+					  "upstream_held_bytes" };
 	uint64_t hv[] = { m->ipc->hibernating, m->rt->ups_hibernating, m->ipc->wakeups,
-			  m->rt->ups_wakeups, m->ipc->hib_bytes, m->rt->ups_hib_bytes };
+			  m->rt->ups_wakeups, m->ipc->hib_bytes, m->rt->ups_hib_bytes,
+			  m->ipc->hib_now, m->rt->ups_hib_now };
 	metrics_out_printf(o, "},\"hibernation\":{\"enabled\":%s,",
 			   m->conf->hibernation_enabled ? "true" : "false");
 	metrics_json_u64s(o, hk, hv, ARRAY_SIZE(hk));
@@ -800,10 +907,11 @@ void metrics_fmt_stats(const struct metrics *m, struct metrics_out *o)
 		metrics_out_printf(o, ",\"%s\":", metrics_up_names[i]);
 		metrics_out_u64(o, n.ups_state[i]);
 	}
-	static const char *const uk[] = { "connects", "disconnects", "frames_in", "frames_out",
+	static const char *const uk[] = { "connects", "reconnects", "disconnects", "frames_in",
+					  "frames_out",
 					  "bytes_in", "bytes_out", "payload_bytes_in",
 					  "payload_bytes_out" };
-	uint64_t uv[] = { n.up_connects, n.up_disconnects, n.up_frames_in, n.up_frames_out,
+	uint64_t uv[] = { n.up_connects, n.up_reconnects, n.up_disconnects, n.up_frames_in, n.up_frames_out,
 			  n.up_bytes_in, n.up_bytes_out, n.up_payload_in, n.up_payload_out };
 	metrics_out_puts(o, ",");
 	metrics_json_u64s(o, uk, uv, ARRAY_SIZE(uk));
@@ -820,10 +928,12 @@ void metrics_fmt_stats(const struct metrics *m, struct metrics_out *o)
 	metrics_out_puts(o, "},\"router\":{");
 	static const char *const rk[] = { "joins", "leaves", "join_errors", "pushes", "replies",
 					  "timeouts", "events_in", "events_dropped", "deliveries",
-					  "moved", "access_denied", "rate_limited", "topic_limited" };
+					  "moved", "access_denied", "rate_limited", "topic_limited",
+					  "upstream_busy" };
 	uint64_t rv[] = { rt->joins, rt->leaves, rt->join_errors, rt->pushes, rt->replies,
 			  rt->timeouts, rt->events_in, rt->events_dropped, rt->deliveries,
-			  rt->moved, rt->denied, rt->rate_limited, rt->topic_limited };
+			  rt->moved, rt->denied, rt->rate_limited, rt->topic_limited,
+			  rt->upstream_busy };
 	metrics_json_u64s(o, rk, rv, ARRAY_SIZE(rk));
 
 	metrics_out_puts(o, "},\"latency\":{");
@@ -910,6 +1020,9 @@ static void metrics_prom_pool(const struct metrics *m, struct metrics_out *o)
 		{ "phxd_hibernation_released_bytes_total", METRICS_COUNTER,
 		  "Buffer memory released by hibernation.", m->ipc->hib_bytes,
 		  m->rt->ups_hib_bytes },
+		{ "phxd_hibernated_bytes", METRICS_GAUGE,
+		  "Buffer memory released by the connections hibernating now.", m->ipc->hib_now,
+		  m->rt->ups_hib_now },
 	};
 	struct metrics_label lc = { "owner", "clients" }, lu = { "owner", "upstreams" };
 	for (size_t i = 0; i < ARRAY_SIZE(two); i++) {
@@ -996,6 +1109,16 @@ METRICS_EP_SUM(metrics_ep_connects, connects)
 METRICS_EP_SUM(metrics_ep_disconnects, disconnects)
 #undef METRICS_EP_SUM
 
+/* Opens of a pool slot after its first: every connection it made again
+ * after a loss, a failed attempt or an idle close. */
+static uint64_t metrics_ep_reconnects(const struct endpoint *ep)
+{
+	uint64_t v = 0;
+	for (unsigned k = 0; ep->slots && k < ep->nslots; k++)
+		v += ep->slots[k].up.connects > 1 ? ep->slots[k].up.connects - 1 : 0;
+	return v;
+}
+
 enum metrics_inout { METRICS_FRAMES, METRICS_WIRE, METRICS_PAYLOAD };
 
 static void metrics_up_inout(const struct up_conn *up, enum metrics_inout what,
@@ -1055,6 +1178,10 @@ static void metrics_prom_upstreams(const struct router *rt, struct metrics_out *
 	metrics_prom_per_ep(rt, o, "phxd_upstream_disconnects_total", METRICS_COUNTER,
 			    "Upstream connections lost or closed, and failed attempts.",
 			    metrics_ep_disconnects);
+	metrics_prom_per_ep(rt, o, "phxd_upstream_reconnects_total", METRICS_COUNTER,
+			    "Upstream connections opened again by a pool slot that had been open "
+			    "before (after a loss, a failed attempt or an idle close).",
+			    metrics_ep_reconnects);
 	metrics_prom_ep_inout(rt, o, "phxd_upstream_frames_total",
 			      "WebSocket messages from (in) and to (out) upstreams.", METRICS_FRAMES);
 	metrics_prom_ep_inout(rt, o, "phxd_upstream_bytes_total",
@@ -1112,6 +1239,9 @@ static void metrics_prom_router(const struct router *rt, struct metrics_out *o)
 		{ "phxd_push_rate_limited_total", "Pushes refused by push_rate.", rt->rate_limited },
 		{ "phxd_topic_limit_total", "JOINs refused by max_topics_per_client.",
 		  rt->topic_limited },
+		{ "phxd_push_upstream_busy_total",
+		  "Pushes refused: upstream_queue_max bytes waited for the server.",
+		  rt->upstream_busy },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(c); i++)
 		metrics_prom_one(o, c[i].name, METRICS_COUNTER, c[i].help, c[i].v);
@@ -1130,6 +1260,12 @@ static void metrics_prom_cache(struct metrics_out *o, const struct metrics_now *
 			 "Route cache lookups that found the topic.", c->hits);
 	metrics_prom_one(o, "phxd_route_cache_misses_total", METRICS_COUNTER,
 			 "Route cache lookups that did not.", c->misses);
+	metrics_prom_one(o, "phxd_route_cache_inserts_total", METRICS_COUNTER,
+			 "Routes added to the cache.", c->inserts);
+	metrics_prom_one(o, "phxd_route_cache_updates_total", METRICS_COUNTER,
+			 "Routes changed in place.", c->updates);
+	metrics_prom_one(o, "phxd_route_cache_deletes_total", METRICS_COUNTER,
+			 "Routes removed by a delete.", c->deletes);
 	metrics_prom_one(o, "phxd_route_cache_evictions_total", METRICS_COUNTER,
 			 "Routes evicted from the full cache.", c->evictions);
 	metrics_prom_one(o, "phxd_route_cache_expirations_total", METRICS_COUNTER,
@@ -1170,9 +1306,9 @@ static void metrics_json_sample(struct metrics_out *o, const struct metrics_samp
 	metrics_out_puts(o, "{\"t\":");
 	metrics_out_u64(o, s->wall_ms);
 	static const char *const k[] = { "rss_bytes", "clients", "upstreams_open", "channels",
-					 "queue_max_bytes", "push_count" };
+					 "queue_max_bytes", "push_count", "push_timeouts" };
 	uint64_t v[] = { s->rss, s->clients, s->ups_open, s->channels, s->queue_max,
-			 s->push_count };
+			 s->push_count, s->push_timeouts };
 	metrics_out_puts(o, ",");
 	metrics_json_u64s(o, k, v, ARRAY_SIZE(k));
 	metrics_out_puts(o, ",\"in_per_s\":");
@@ -1245,7 +1381,11 @@ void metrics_fmt_alerts(const struct metrics *m, struct metrics_out *o)
 			metrics_out_jnum(o, a->value);
 		else
 			metrics_out_puts(o, "null");
-		metrics_out_printf(o, ",\"measured_now\":%s", a->have ? "true" : "false");
+		metrics_out_printf(o, ",\"measured_now\":%s,\"stale\":%s", a->have ? "true" : "false",
+				   a->stale ? "true" : "false");
+		if (i == METRICS_ALERT_RESPONSE)
+			metrics_out_printf(o, ",\"timed_out\":%s", a->timed_out ? "true" : "false");
+		metrics_out_printf(o, ",\"samples\":%u", r->samples);
 		metrics_out_puts(o, ",\"since\":");
 		if (a->since_ms)
 			metrics_out_u64(o, a->since_ms);
@@ -1365,10 +1505,15 @@ static void metrics_report_alerts(const struct metrics *m, struct metrics_out *o
 		char v[48], t[48];
 		metrics_alert_value(i, a->value, v, sizeof(v));
 		metrics_alert_value(i, m->rules[i].raise_at, t, sizeof(t));
-		metrics_out_printf(o, "%-16s %s: %s is %s (threshold %s), for %llu s\n",
-				   any ? "" : "alerts", metrics_alert_names[i],
-				   metrics_alert_what(i), v, t,
-				   (unsigned long long)((metrics_wall_ms() - a->since_ms) / 1000));
+		unsigned long long secs = (metrics_wall_ms() - a->since_ms) / 1000;
+		if (i == METRICS_ALERT_RESPONSE && a->timed_out)
+			metrics_out_printf(o, "%-16s %s: pushes got no reply within %s (threshold %s), "
+					   "for %llu s\n", any ? "" : "alerts", metrics_alert_names[i],
+					   v, t, secs);
+		else
+			metrics_out_printf(o, "%-16s %s: %s is %s (threshold %s), for %llu s\n",
+					   any ? "" : "alerts", metrics_alert_names[i],
+					   metrics_alert_what(i), v, t, secs);
 		any = 1;
 	}
 	if (!any)
@@ -1389,8 +1534,9 @@ void metrics_fmt_report(const struct metrics *m, struct metrics_out *o)
 			   "for a full queue)\n", "clients", n.clients,
 			   (unsigned long long)s->accepted, (unsigned long long)s->refused,
 			   (unsigned long long)s->overflows);
-	metrics_out_printf(o, "%-16s %u/%u open, %llu connects, %llu disconnects\n", "upstreams",
-			   n.ups_open, n.ups_total, (unsigned long long)n.up_connects,
+	metrics_out_printf(o, "%-16s %u/%u open, %llu connects (%llu again), %llu disconnects\n",
+			   "upstreams", n.ups_open, n.ups_total, (unsigned long long)n.up_connects,
+			   (unsigned long long)n.up_reconnects,
 			   (unsigned long long)n.up_disconnects);
 	metrics_out_printf(o, "%-16s %zu (%zu joined, %zu joining, %zu waiting, %zu errored), "
 			   "%zu subscriptions\n", "channels", n.channels, n.chan_state[2],

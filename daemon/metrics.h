@@ -79,7 +79,8 @@ enum metrics_alert_id {
 	METRICS_ALERT_MEMORY,       /* RSS above alert_memory */
 	METRICS_ALERT_CACHE,        /* route cache hit rate below alert_cache_hit_rate */
 	METRICS_ALERT_QUEUE,        /* deepest client output queue above alert_queue_depth */
-	METRICS_ALERT_RESPONSE,     /* push p99 over the interval above alert_response_time */
+	METRICS_ALERT_RESPONSE,     /* push p99 over the interval above alert_response_time,
+				       timeouts counted as slower than any reply */
 	METRICS_ALERT_COUNT,
 };
 
@@ -92,6 +93,7 @@ struct metrics_sample {
 	uint64_t cache_hits, cache_misses;  /* cumulative route cache lookups */
 	uint32_t clients, ups_open, ups_total, channels;
 	uint32_t push_count;        /* pushes answered during the interval */
+	uint32_t push_timeouts;     /* pushes and joins that timed out during it */
 	uint32_t push_p50_us, push_p99_us;  /* of those; 0 when none */
 	float in_rate, out_rate;    /* messages per second over the interval */
 	int16_t cache_hit_pct;      /* over the interval; -1: no lookups or no cache */
@@ -116,13 +118,21 @@ const struct metrics_sample *metrics_ring_get(const struct metrics_ring *r, size
 
 /* When an alert fires and clears.  above: it fires when the value goes
  * above raise_at and clears when it falls to clear_at or below; otherwise
- * it fires below raise_at and clears at clear_at or above.  off: never fires
- * (and clears at the next step if it was firing). */
+ * it fires below raise_at and clears at clear_at or above.  Either change
+ * needs the condition in samples consecutive measured samples (unmeasured
+ * ones neither count nor break the run), so one odd sample changes
+ * nothing.  stale: after that many unmeasured samples in a row a firing
+ * alert clears (its value is too old to stand for the present); 0: never.
+ * off: never fires (and clears at the next step if it was firing). */
 struct metrics_rule {
 	int above;
 	int off;
 	double raise_at, clear_at;
+	unsigned samples;           /* 0 or 1: at the first sample */
+	unsigned stale;
 };
+
+#define METRICS_ALERT_SAMPLES 3     /* consecutive samples to raise or clear */
 
 struct metrics_alert {
 	int active;
@@ -131,19 +141,38 @@ struct metrics_alert {
 	double value;               /* the last measured value */
 	uint64_t since_ms;          /* wall clock of the last raise or clear; 0: never */
 	uint64_t raised;            /* times raised */
+	unsigned streak;            /* measured samples in a row that want a change */
+	unsigned idle;              /* unmeasured samples in a row (up to rule->stale) */
+	int stale;                  /* the last clear was for want of data */
+	int timed_out;              /* response_time: the last value was a timeout */
 };
 
 /* One step of the hysteresis with a new measurement (have 0: nothing was
- * measured, the state is kept).  Returns 1 when the alert was raised now, -1
- * when it cleared now, 0 otherwise. */
+ * measured: the state is kept, unless the rule's stale count is reached).
+ * Returns 1 when the alert was raised now, -1 when it cleared now, 0
+ * otherwise. */
 int metrics_alert_step(struct metrics_alert *a, const struct metrics_rule *r, int have,
 		       double value);
 /* The rule for a threshold: "above" alerts clear 10 % below it; the cache
  * alert (a percentage that fires below) clears 5 points above it.  A
- * threshold of 0 turns the alert off. */
+ * threshold of 0 turns the alert off.  samples is
+ * METRICS_ALERT_SAMPLES, stale 0. */
 void metrics_rule_set(struct metrics_rule *r, int above, double threshold);
 
 const char *metrics_alert_name(enum metrics_alert_id id);
+
+/* The push reply time of one sampling interval for the response_time alert:
+ * the p99 over the pushes answered in it (d, the latency histogram's
+ * growth) and the timeouts in it, a timeout counting as slower than any
+ * reply.  0 when the interval had neither (nothing measured); else 1 with
+ * *ms: the p99 of the replies, or timeout_ms (a lower bound) with
+ * *timed_out set when the p99 falls among the timeouts. */
+int metrics_response_ms(const struct hist *d, uint64_t timeouts, double timeout_ms,
+			double *ms, int *timed_out);
+/* A sample value for the Prometheus text: the shortest decimal that reads
+ * back as exactly v (up to 17 digits), NaN, +Inf or -Inf; into out (at least
+ * 32 bytes). */
+void metrics_prom_number(double v, char *out, size_t n);
 
 /* ---- the live figures ---------------------------------------------------------- */
 
@@ -159,8 +188,8 @@ struct metrics_now {
 	uint64_t client_buf_bytes;          /* allocated client buffers */
 	unsigned ups_total, ups_open;
 	unsigned ups_state[METRICS_UP_STATES];
-	uint64_t up_connects, up_disconnects, up_frames_in, up_frames_out, up_bytes_in,
-		 up_bytes_out, up_payload_in, up_payload_out, up_buf_bytes;
+	uint64_t up_connects, up_reconnects, up_disconnects, up_frames_in, up_frames_out,
+		 up_bytes_in, up_bytes_out, up_payload_in, up_payload_out, up_buf_bytes;
 	size_t channels;
 	/* with full only (walks every channel): */
 	size_t chan_state[METRICS_CHAN_STATES];
@@ -181,6 +210,8 @@ struct metrics {
 	struct metrics_rule rules[METRICS_ALERT_COUNT];
 	struct metrics_alert alerts[METRICS_ALERT_COUNT];
 	struct hist prev_push;              /* push_latency at the last sample */
+	uint64_t prev_timeouts;             /* router timeouts at the last sample */
+	double timeout_ms;                  /* shortest push_timeout, for response_time */
 	uint64_t start_ms, start_wall_ms;
 	char status[128];                   /* "" or "alerts: memory, response_time" */
 };

@@ -206,6 +206,8 @@ static void slot_touch(struct up_slot *sl)
 		sl->hibernating = 0;
 		rt->ups_hibernating--;
 		rt->ups_wakeups++;
+		rt->ups_hib_now -= sl->hib_held;
+		sl->hib_held = 0;
 	}
 }
 
@@ -1607,8 +1609,10 @@ static void ep_free(struct endpoint *ep, const char *why)
 	for (unsigned k = 0; ep->slots && k < ep->nslots; k++) {
 		struct up_slot *sl = &ep->slots[k];
 		ev_timer_stop(rt->loop, &sl->idle);
-		if (sl->hibernating)
+		if (sl->hibernating) {
 			rt->ups_hibernating--;
+			rt->ups_hib_now -= sl->hib_held;
+		}
 		if (sl->up.loop)
 			up_conn_close(&sl->up, why ? why : "shutting down");
 	}
@@ -1774,11 +1778,14 @@ size_t router_hibernate_idle(struct router *rt, uint64_t now_ms, uint64_t idle_m
 				continue;
 			/* heartbeats since the last round took buffers again:
 			 * released again, without counting a new hibernation */
-			freed += up_conn_hibernate(&sl->up);
+			size_t f = up_conn_hibernate(&sl->up);
+			freed += f;
 			/* (a partly read frame or queued writes keep it awake) */
 			if (!sl->hibernating && up_conn_is_hibernated(&sl->up)) {
 				sl->hibernating = 1;
 				rt->ups_hibernating++;
+				sl->hib_held = f;
+				rt->ups_hib_now += f;
 			}
 		}
 	}

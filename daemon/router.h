@@ -50,6 +50,7 @@ struct up_slot {
 	ev_timer idle;              /* closes it when unused, above pool_min */
 	uint64_t last_ms;           /* last channel traffic (not heartbeats), ms */
 	int hibernating;            /* buffers dropped while idle */
+	size_t hib_held;            /* bytes its hibernation released, until it wakes */
 };
 
 struct chan {
@@ -112,11 +113,13 @@ struct router {
 	uint64_t joins, leaves, pushes, replies, events_in, events_dropped, deliveries,
 		 timeouts, join_errors, moved, routes_warm;
 	uint64_t denied, rate_limited, topic_limited;
+	uint64_t upstream_busy;      /* pushes refused: upstream_queue_max bytes waiting */
 	uint64_t deny_log_ms;       /* last denial logged (rate-limited log) */
 	uint64_t deny_unlogged;     /* denials since then */
 	/* hibernation of idle upstreams */
 	unsigned ups_hibernating;
 	uint64_t ups_wakeups, ups_hib_bytes;
+	uint64_t ups_hib_now;       /* ... of them, by upstreams hibernating now */
 	struct buf frame;           /* scratch: a push frame from a channel's prefix */
 };
 

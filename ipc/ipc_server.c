@@ -211,6 +211,8 @@ static void ipc_client_kill(struct ipc_client *c)
 	if (c->hibernating) {
 		c->hibernating = 0;
 		s->hibernating--;
+		s->hib_now -= c->hib_held;
+		c->hib_held = 0;
 	}
 	ev_io_stop(s->loop, &c->rio);
 	ev_io_stop(s->loop, &c->wio);
@@ -235,6 +237,8 @@ static void ipc_touch(struct ipc_client *c)
 		c->hibernating = 0;
 		s->hibernating--;
 		s->wakeups++;
+		s->hib_now -= c->hib_held;
+		c->hib_held = 0;
 	}
 }
 
@@ -748,6 +752,8 @@ size_t ipc_server_hibernate_idle(struct ipc_server *s, uint64_t now_ms, uint64_t
 		if (after == 0 && !c->hibernating) {
 			c->hibernating = 1;
 			s->hibernating++;
+			c->hib_held = before - after;
+			s->hib_now += c->hib_held;
 		}
 	}
 	s->hib_bytes += freed;

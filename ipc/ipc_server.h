@@ -49,6 +49,7 @@ struct ipc_client {
 	/* memory */
 	uint64_t last_ms;        /* loop time of the last byte in or out */
 	int hibernating;         /* buffers dropped while idle (ipc_server_hibernate_idle) */
+	size_t hib_held;         /* bytes that hibernating released, until it wakes */
 	gid_t *groups;           /* supplementary groups (SO_PEERGROUPS), when asked for */
 	unsigned ngroups;
 };
@@ -78,6 +79,7 @@ struct ipc_server {
 	unsigned hibernating;    /* clients hibernating now */
 	uint64_t wakeups;        /* hibernating clients woken by traffic */
 	uint64_t hib_bytes;      /* buffer bytes released by hibernation */
+	uint64_t hib_now;        /* ... of them, by clients hibernating now */
 	unsigned nclients;
 	uint64_t next_id;
 	struct list_node clients, dirty, reap;

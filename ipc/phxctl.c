@@ -113,7 +113,8 @@ static void usage(FILE *f)
 		"  join TOPIC [PARAMS]    join TOPIC and print its EVENT lines until interrupted\n"
 		"  push TOPIC EVENT [JSON]  join TOPIC, push EVENT (payload default {}), print the reply\n\n"
 		"Options:\n"
-		"  -c, --control PATH     control socket (default $PHXD_CONTROL or %s)\n"
+		"  -c, --control PATH     control socket (default $PHXD_CONTROL, else control.sock\n"
+		"                         beside the client socket: %s)\n"
 		"  -s, --socket PATH      client socket (default $PHXD_SOCKET or %s)\n"
 		"  -e, --endpoint NAME    join on this endpoint (USE NAME)\n"
 		"  -p, --params JSON      join params for push (default {})\n"
@@ -803,6 +804,22 @@ static int run_push(const struct opts *o, int argc, char **argv)
 
 /* ---- main ------------------------------------------------------------------- */
 
+/* control.sock in the directory of the client socket path sock, as phxd
+ * derives control_socket when it is not set (ctl_socket_path in
+ * daemon/ctl.c); "control.sock" when sock has no directory. */
+static const char *control_beside(const char *sock, char *out, size_t n)
+{
+	const char *slash = strrchr(sock, '/');
+	int w;
+	if (slash)
+		w = snprintf(out, n, "%.*scontrol.sock", (int)(slash - sock + 1), sock);
+	else
+		w = snprintf(out, n, "control.sock");
+	if (w < 0 || (size_t)w >= n)
+		die_usage("socket path too long: %.64s...", sock);
+	return out;
+}
+
 static int parse_timeout(const char *s)
 {
 	char *end;
@@ -833,12 +850,11 @@ int main(int argc, char **argv)
 		.timeout_ms = 10000,
 		.pretty = isatty(STDOUT_FILENO),
 	};
+	char control_path[4096];
 	int ch;
 
 	if (!o.socket || !*o.socket)
 		o.socket = PHXCTL_DEFAULT_SOCKET;
-	if (!o.control || !*o.control)
-		o.control = PHXCTL_DEFAULT_CONTROL;
 	/* '+': options end at the command, so JSON arguments may start with '-' */
 	while ((ch = getopt_long(argc, argv, "+c:s:e:p:t:rPVh", lopts, NULL)) != -1) {
 		switch (ch) {
@@ -854,6 +870,10 @@ int main(int argc, char **argv)
 		default: fputs("Try 'phxctl --help'.\n", stderr); return EXIT_USAGE;
 		}
 	}
+	/* no -c and no $PHXD_CONTROL: the daemon's own rule, control.sock in the
+	 * directory of the client socket (-s, $PHXD_SOCKET or the default) */
+	if (!o.control || !*o.control)
+		o.control = control_beside(o.socket, control_path, sizeof(control_path));
 	argc -= optind;
 	argv += optind;
 	if (argc < 1)

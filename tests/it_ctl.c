@@ -115,6 +115,22 @@ static void start_with(const char *global_tpl, const char *endpoint)
 	ck_assert_msg(it_wait_path(env.sock, env.phxd, IT_TIMEOUT_MS), "phxd did not start");
 	ck_assert_msg(it_wait_path(ctl_path, env.phxd, IT_TIMEOUT_MS), "no control socket %s",
 		      ctl_path);
+	/* the file appears at bind(), a moment before listen() (a long one
+	 * under valgrind): connecting in between is refused */
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	ck_assert(strlen(ctl_path) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, ctl_path, strlen(ctl_path) + 1);
+	long end = it_now_ms() + IT_TIMEOUT_MS;
+	for (;;) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ck_assert_int_ge(fd, 0);
+		int r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+		close(fd);
+		if (r == 0)
+			break;
+		ck_assert_msg(it_now_ms() < end, "control socket %s: %s", ctl_path, strerror(errno));
+		usleep(10000);
+	}
 }
 
 static void start_default(void)
@@ -131,6 +147,14 @@ static void start_alerting(void)
 	metrics_port = 0;
 	start_with("metrics_interval = 100ms\nalert_memory = 0\nalert_response_time = 200ms\n"
 		   "control_socket = @DIR@/ctl.sock\ncontrol_socket_mode = 0640\n", NULL);
+}
+
+/* The response_time alert with short push and join timeouts. */
+static void start_timeouts(void)
+{
+	metrics_port = 0;
+	start_with("metrics_interval = 100ms\nalert_memory = 0\nalert_response_time = 1s\n",
+		   "push_timeout = 300ms\njoin_timeout = 3s\n");
 }
 
 static void stop_env(void)
@@ -511,19 +535,33 @@ static double prom_get(const char *text, const char *sample)
 	return 0;
 }
 
-/* promtool (Debian's prometheus package) when it is installed. */
+/* promtool (Debian's prometheus package, tests/deps.sh) when it is
+ * installed.  text may lack its last newline (ctl_answer() strips line
+ * ends); the exposition format wants one after every line. */
 static void promtool_check(const char *text)
 {
 	const char *pt = it_which("promtool");
-	if (!pt)
+	if (!pt) {
+		fprintf(stderr, "SKIP promtool_check: promtool is not installed\n");
 		return;
-	char cmd[4200];
-	snprintf(cmd, sizeof(cmd), "%s check metrics >/dev/null 2>&1", pt);
+	}
+	char cmd[4200], outp[400], msg[2048] = "";
+	snprintf(outp, sizeof(outp), "%s/promtool.out", env.dir);
+	snprintf(cmd, sizeof(cmd), "%s check metrics >%s 2>&1", pt, outp);
 	FILE *f = popen(cmd, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs(text, f);
+	if (!*text || text[strlen(text) - 1] != '\n')
+		fputc('\n', f);
 	int st = pclose(f);
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "promtool check metrics failed");
+	FILE *o = fopen(outp, "r");
+	if (o) {
+		msg[fread(msg, 1, sizeof(msg) - 1, o)] = '\0';
+		fclose(o);
+	}
+	unlink(outp);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "promtool check metrics failed: %s",
+		      msg);
 }
 
 /* ---- tests: answers ------------------------------------------------------------ */
@@ -771,6 +809,22 @@ START_TEST(counters_move_with_traffic)
 }
 END_TEST
 
+/* VmRSS of pid in kB from /proc/PID/status; -1 when unknown. */
+static long proc_rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
 START_TEST(history_stays_bounded)
 {
 	long end = it_now_ms() + IT_TIMEOUT_MS;
@@ -787,7 +841,25 @@ START_TEST(history_stays_bounded)
 	}
 	long long first_t = jint(json_object_array_get_idx(jarray(o, "samples"), 0), "t");
 	json_object_put(o);
-	usleep(1500000);                        /* 15 more samples */
+	/* about 100 more samples over 10 s: the ring stays at its size, the
+	 * memory flat */
+	long rss0 = proc_rss_kb(env.phxd);
+	ck_assert_int_gt(rss0, 0);
+	long long last_t = first_t;
+	for (int i = 0; i < 20; i++) {
+		usleep(500000);
+		o = ctl_json("HISTORY");
+		ck_assert_int_eq(jint(o, "count"), 5);
+		ck_assert_int_eq(json_object_array_length(jarray(o, "samples")), 5);
+		long long t = jint(json_object_array_get_idx(jarray(o, "samples"), 4), "t");
+		ck_assert_int_gt(t, last_t);            /* it kept sampling */
+		last_t = t;
+		json_object_put(o);
+	}
+	long rss1 = proc_rss_kb(env.phxd);
+	/* generous (allocator noise, a valgrind wrapper); what it catches is
+	 * growth with every sample or every answer */
+	ck_assert_msg(rss1 <= rss0 + 4096, "RSS grew from %ld kB to %ld kB", rss0, rss1);
 	o = ctl_json("HISTORY");
 	ck_assert_int_eq(jint(o, "count"), 5);
 	ck_assert_int_eq(jint(o, "size"), 5);
@@ -900,6 +972,65 @@ START_TEST(alert_raises_and_clears)
 }
 END_TEST
 
+/* A server that stops replying: the pushes time out (push_timeout 300 ms),
+ * which raises response_time though no reply ever comes; when nobody pushes
+ * any more, the alert clears as stale (twice join_timeout, 3 s, without data). */
+START_TEST(alert_raises_on_timeouts)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN room:mute");
+	IT_EXPECT(c, "OK JOIN room:mute {}");
+	ck_assert(!alert_active("response_time"));
+	long end = it_now_ms() + 3 * IT_TIMEOUT_MS;
+	int pushes = 0;
+	while (!alert_active("response_time")) {
+		ck_assert_msg(it_now_ms() < end, "response_time never raised on timeouts");
+		it_send(c, "PUSH room:mute noreply {}");
+		IT_EXPECT_PREFIX(c, "ERR PUSH room:mute {\"reason\":\"timeout\"");
+		pushes++;
+	}
+	/* one timeout per sample at most here: it takes three in a row */
+	ck_assert_int_ge(pushes, 3);
+	ck_assert_int_eq(log_count("alert raised: response_time: pushes got no reply within "
+				   "300 ms"), 1);
+	struct json_object *o = ctl_json("ALERTS");
+	struct json_object *a = json_object_array_get_idx(jarray(o, "alerts"), 3);
+	ck_assert_str_eq(json_object_get_string(jget(a, "name")), "response_time");
+	ck_assert_str_eq(json_object_get_string(jget(a, "state")), "firing");
+	ck_assert(json_object_get_boolean(jget(a, "timed_out")));
+	ck_assert_int_eq(jint(a, "value"), 300);
+	ck_assert_int_eq(jint(a, "samples"), 3);
+	json_object_put(o);
+	o = ctl_json("HISTORY");
+	struct json_object *s = jarray(o, "samples");
+	long long timeouts = 0;
+	for (size_t i = 0; i < json_object_array_length(s); i++)
+		timeouts += jint(json_object_array_get_idx(s, i), "push_timeouts");
+	ck_assert_int_ge(timeouts, 3);              /* the last may not be sampled yet */
+	ck_assert_int_le(timeouts, pushes);
+	json_object_put(o);
+	char *r = ctl_ask("REPORT");
+	ck_assert_msg(strstr(r, "response_time: pushes got no reply within 300 ms") != NULL,
+		      "%s", r);
+	free(r);
+
+	/* nothing more: no data, and after 2 x 3 s of it the alert is stale */
+	end = it_now_ms() + 3 * IT_TIMEOUT_MS;
+	while (alert_active("response_time")) {
+		ck_assert_msg(it_now_ms() < end, "response_time never cleared without data");
+		usleep(100000);
+	}
+	ck_assert_int_eq(log_count("alert cleared: response_time: nothing measured for 60 "
+				   "samples"), 1);
+	o = ctl_json("ALERTS");
+	a = json_object_array_get_idx(jarray(o, "alerts"), 3);
+	ck_assert_str_eq(json_object_get_string(jget(a, "state")), "ok");
+	ck_assert(json_object_get_boolean(jget(a, "stale")));
+	json_object_put(o);
+	it_close(c);
+}
+END_TEST
+
 /* ---- tests: HTTP ------------------------------------------------------------ */
 
 /* Sends req on fd and reads until the server closes; the response, malloc'ed. */
@@ -908,7 +1039,8 @@ static char *http_exchange(int fd, const char *req, size_t *len)
 	size_t cap = 1 << 16, n = 0;
 	char *out = malloc(cap + 1);
 	ck_assert_ptr_nonnull(out);
-	ck_assert_int_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+	if (*req)
+		ck_assert_int_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
 	long end = it_now_ms() + IT_TIMEOUT_MS;
 	for (;;) {
 		struct pollfd p = { fd, POLLIN, 0 };
@@ -1003,6 +1135,119 @@ START_TEST(http_metrics)
 		ck_assert_int_eq(pclose(f), 0);
 		ck_assert_ptr_nonnull(strstr(out, "\nphxd_uptime_seconds "));
 	}
+}
+END_TEST
+
+/* The answer to req on a fresh control socket connection whose sending side
+ * is shut after req: a status line, Connection: close, and no ERR lines. */
+static void http_bad(const char *req, int shut, int status)
+{
+	size_t len;
+	int fd = unix_fd(ctl_path);
+	if (shut) {
+		ck_assert_int_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+		shutdown(fd, SHUT_WR);
+		req = "";
+	}
+	char *r = http_exchange(fd, req, &len);
+	http_body(r, len, status);
+	ck_assert_msg(strstr(r, "\r\nConnection: close\r\n") != NULL, "%s: %s", req, r);
+	ck_assert_msg(strstr(r, "ERR ") == NULL, "%s: %s", req, r);
+	free(r);
+}
+
+START_TEST(http_malformed)
+{
+	/* looks like HTTP, is not valid: 400, or 505 for another version */
+	http_bad("GET /metrics HTTP/2.0\r\nHost: x\r\n\r\n", 0, 505);
+	http_bad("GET /metrics HTTP/2\r\n\r\n", 0, 505);
+	http_bad("GET /metrics HTTP/1.2\r\n\r\n", 0, 505);
+	http_bad("get /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 0, 400);
+	http_bad("GET /a b HTTP/1.1\r\n\r\n", 0, 400);
+	http_bad("GET /metrics HTTP/1.1 x\r\n\r\n", 0, 400);
+	http_bad("GET  HTTP/1.1\r\n\r\n", 0, 400);
+	/* a head cut by EOF */
+	http_bad("GET /metrics HTTP/1.1\r\nHost: x\r\n", 1, 400);
+	http_bad("GET /metrics HTTP/1.1", 1, 400);
+	http_bad("GET /metrics HTTP/1.1\r\nHost: x", 1, 400);
+	/* the same on metrics_listen */
+	size_t len;
+	char *r = http_exchange(tcp_fd(metrics_port), "GET /metrics HTTP/3\r\n\r\n", &len);
+	http_body(r, len, 505);
+	free(r);
+	/* only a first line can start HTTP: later it is a command like any */
+	struct it_client *c = ctl_open();
+	it_send(c, "HELP");
+	free(ctl_answer(c));
+	it_send(c, "GET /metrics HTTP/1.1");
+	char *a = ctl_answer(c);
+	ck_assert_str_eq(a, "ERR {\"reason\":\"unknown command\",\"detail\":\"HELP lists the commands\"}");
+	free(a);
+	it_close(c);
+}
+END_TEST
+
+/* Scrapers holding every metrics_listen slot do not lock the operator out:
+ * the control socket has slots of its own, and an idle HTTP connection is
+ * answered 408 and closed after the request head timeout (10 s). */
+START_TEST(idle_scrapers_do_not_lock_out)
+{
+	enum { CAP = 32 };                      /* CTL_MAX_TCP */
+	int fds[CAP];
+	char *m = ctl_ask("METRICS");
+	double before = prom_get(m, "phxd_control_connections_total");
+	free(m);
+	for (int i = 0; i < CAP; i++)
+		fds[i] = tcp_fd(metrics_port);
+	/* until phxd has accepted them all (each METRICS ask counts one more) */
+	long end = it_now_ms() + IT_TIMEOUT_MS;
+	for (int asks = 1;; asks++) {
+		m = ctl_ask("METRICS");
+		double now = prom_get(m, "phxd_control_connections_total");
+		free(m);
+		if (now - before - asks >= CAP)
+			break;
+		ck_assert_msg(it_now_ms() < end, "phxd did not accept %d connections", CAP);
+		usleep(20000);
+	}
+	/* one more scraper is refused; the control socket still answers */
+	size_t len;
+	char *r = http_exchange(tcp_fd(metrics_port), "GET /metrics HTTP/1.1\r\n\r\n", &len);
+	ck_assert_msg(strncmp(r, "HTTP/1.1 503 ", 13) == 0, "%s", r);
+	free(r);
+	struct json_object *o = ctl_json("STATS");
+	ck_assert_int_ge(jint(o, "pid"), 1);
+	json_object_put(o);
+	r = http_exchange(unix_fd(ctl_path), "GET /metrics HTTP/1.1\r\n\r\n", &len);
+	http_body(r, len, 200);
+	free(r);
+	/* the idle ones get 408 and are closed */
+	for (int i = 0; i < CAP; i++) {
+		char buf[512];
+		size_t n = 0;
+		long until = it_now_ms() + 30000;
+		for (;;) {
+			struct pollfd p = { fds[i], POLLIN, 0 };
+			int left = (int)(until - it_now_ms());
+			ck_assert_msg(left > 0 && poll(&p, 1, left) == 1, "idle connection %d not closed",
+				      i);
+			ssize_t k = read(fds[i], buf + n, sizeof(buf) - 1 - n);
+			if (k <= 0)
+				break;
+			n += (size_t)k;
+		}
+		buf[n] = '\0';
+		ck_assert_msg(strncmp(buf, "HTTP/1.1 408 ", 13) == 0, "%d: %s", i, buf);
+		close(fds[i]);
+	}
+	m = ctl_ask("METRICS");
+	ck_assert(prom_get(m, "phxd_control_timeouts_total") >= CAP);
+	ck_assert(prom_get(m, "phxd_control_refused_total") == 1);
+	free(m);
+	/* and scrapes work again */
+	r = http_exchange(tcp_fd(metrics_port), "GET /metrics HTTP/1.1\r\n\r\n", &len);
+	http_body(r, len, 200);
+	free(r);
 }
 END_TEST
 
@@ -1119,6 +1364,24 @@ START_TEST(phxctl_control_commands)
 	ck_assert_int_eq(phxctl(out, sizeof(out), "-c %s frob", ctl_path), 2);
 	ck_assert_int_eq(phxctl(out, sizeof(out), "-c %s/none.sock stats", env.dir), 2);
 	ck_assert_ptr_nonnull(strstr(phxctl_stderr(), "cannot connect"));
+	/* no -c, no $PHXD_CONTROL: control.sock beside --socket or $PHXD_SOCKET */
+	ck_assert_int_eq(phxctl(out, sizeof(out), "-s %s stats", env.sock), 0);
+	o = json_tokener_parse(out);
+	ck_assert_msg(o != NULL, "stats beside -s: %s", out);
+	json_object_put(o);
+	ck_assert_int_eq(phxctl(out, sizeof(out), "--socket=%s alerts", env.sock), 0);
+	ck_assert_ptr_nonnull(strstr(out, "\"active\""));
+	ck_assert_int_eq(phxctl(out, sizeof(out), "-s %s/nowhere/phxd.sock stats", env.dir), 2);
+	ck_assert_msg(strstr(phxctl_stderr(), "/nowhere/control.sock") != NULL, "%s",
+		      phxctl_stderr());
+	setenv("PHXD_SOCKET", env.sock, 1);
+	ck_assert_int_eq(phxctl(out, sizeof(out), "stats"), 0);
+	/* -c and $PHXD_CONTROL win over the socket's directory */
+	ck_assert_int_eq(phxctl(out, sizeof(out), "-c %s/none.sock stats", env.dir), 2);
+	setenv("PHXD_CONTROL", ctl_path, 1);
+	ck_assert_int_eq(phxctl(out, sizeof(out), "-s %s/nowhere/phxd.sock stats", env.dir), 0);
+	unsetenv("PHXD_CONTROL");
+	unsetenv("PHXD_SOCKET");
 	ck_assert_int_eq(phxctl(out, sizeof(out), "%s", ""), 2);
 	ck_assert_int_eq(phxctl(out, sizeof(out), "--help"), 0);
 	ck_assert_ptr_nonnull(strstr(out, "Usage: phxctl"));
@@ -1275,6 +1538,8 @@ static Suite *ctl_suite(void)
 	tcase_add_test(tc, counters_move_with_traffic);
 	tcase_add_test(tc, history_stays_bounded);
 	tcase_add_test(tc, http_metrics);
+	tcase_add_test(tc, http_malformed);
+	tcase_add_test(tc, idle_scrapers_do_not_lock_out);
 	tcase_add_test(tc, non_loopback_metrics_listen_is_refused);
 	tcase_add_test(tc, activated_control_socket);
 	suite_add_tcase(s, tc);
@@ -1283,6 +1548,12 @@ static Suite *ctl_suite(void)
 	tcase_add_checked_fixture(tc, start_alerting, stop_env);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, alert_raises_and_clears);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("timeouts");
+	tcase_add_checked_fixture(tc, start_timeouts, stop_env);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, alert_raises_on_timeouts);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("phxctl");

@@ -94,6 +94,11 @@ START_TEST(idle_clients_and_upstream_hibernate_and_wake)
 	ck_assert_int_eq(stat_num("memory", "client_buffer_bytes"), 0);
 	ck_assert_int_gt(stat_num("hibernation", "client_released_bytes"), 0);
 	ck_assert_int_gt(stat_num("hibernation", "upstream_released_bytes"), 0);
+	/* what the sleeping ones hold back now: no more than was ever released */
+	ck_assert_int_gt(stat_num("hibernation", "client_held_bytes"), 0);
+	ck_assert_int_gt(stat_num("hibernation", "upstream_held_bytes"), 0);
+	ck_assert_int_le(stat_num("hibernation", "client_held_bytes"),
+			 stat_num("hibernation", "client_released_bytes"));
 	/* heartbeats keep flowing (every 200 ms) without waking it */
 	usleep(700 * 1000);
 	ck_assert_int_eq(stat_num("hibernation", "upstreams"), 1);
@@ -117,6 +122,9 @@ START_TEST(idle_clients_and_upstream_hibernate_and_wake)
 	/* the idle client wakes on its own line */
 	it_send(idle, "PING");
 	IT_EXPECT(idle, "OK PING - {}");
+	/* asleep again: held back again */
+	ck_assert(wait_stat("hibernation", "clients", 2));
+	ck_assert_int_gt(stat_num("hibernation", "client_held_bytes"), 0);
 	it_close(a);
 	it_close(idle);
 }

@@ -154,6 +154,8 @@ START_TEST(hibernate_after_idle_timeout)
 	ck_assert_int_eq(c->hibernating, 1);
 	ck_assert_uint_eq(srv.hibernating, 1);
 	ck_assert_uint_eq(srv.hib_bytes, freed);
+	ck_assert_uint_eq(c->hib_held, freed);
+	ck_assert_uint_eq(srv.hib_now, freed);
 	/* a second round finds nothing more and counts nothing twice */
 	ck_assert_uint_eq(ipc_server_hibernate_idle(&srv, t + 5000, 1000), 0);
 	ck_assert_uint_eq(srv.hibernating, 1);
@@ -176,6 +178,9 @@ START_TEST(hibernate_after_idle_timeout)
 	ck_assert_int_eq(c->hibernating, 0);
 	ck_assert_uint_eq(srv.hibernating, 0);
 	ck_assert_uint_eq(srv.wakeups, 1);
+	ck_assert_uint_eq(srv.hib_now, 0); /* awake: nothing held back */
+	ck_assert_uint_eq(c->hib_held, 0);
+	ck_assert_uint_eq(srv.hib_bytes, freed); /* the total stays */
 	buf_free(&req);
 	buf_free(&in);
 	close(fd);

@@ -64,6 +64,8 @@ START_TEST(alert_above_hysteresis)
 	struct metrics_rule r;
 	struct metrics_alert a = { 0 };
 	metrics_rule_set(&r, 1, 100);
+	ck_assert_uint_eq(r.samples, METRICS_ALERT_SAMPLES);
+	r.samples = 1;                                                /* at once */
 	ck_assert(!r.off);
 	ck_assert(fabs(r.clear_at - 90) < 1e-9);
 	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 50), 0);
@@ -94,6 +96,7 @@ START_TEST(alert_below_hysteresis)
 	struct metrics_rule r;
 	struct metrics_alert a = { 0 };
 	metrics_rule_set(&r, 0, 80);                                  /* cache hit rate % */
+	r.samples = 1;
 	ck_assert(fabs(r.clear_at - 85) < 1e-9);
 	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 90), 0);
 	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 79), 1);
@@ -109,6 +112,7 @@ START_TEST(alert_off)
 	struct metrics_rule r;
 	struct metrics_alert a = { 0 };
 	metrics_rule_set(&r, 1, 10);
+	r.samples = 1;
 	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 20), 1);
 	metrics_rule_set(&r, 1, 0);                                   /* turned off */
 	ck_assert(r.off);
@@ -117,6 +121,149 @@ START_TEST(alert_off)
 	ck_assert(!a.active);
 	ck_assert_str_eq(metrics_alert_name(METRICS_ALERT_RESPONSE), "response_time");
 	ck_assert_str_eq(metrics_alert_name(METRICS_ALERT_COUNT), "?");
+}
+END_TEST
+
+/* Raising and clearing take METRICS_ALERT_SAMPLES measured samples in a row. */
+START_TEST(alert_needs_consecutive_samples)
+{
+	struct metrics_rule r;
+	struct metrics_alert a = { 0 };
+	metrics_rule_set(&r, 1, 100);
+	ck_assert_uint_eq(r.samples, 3);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 150), 0);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 150), 0);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 50), 0);      /* the run breaks */
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 150), 0);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 0, 0), 0);       /* nothing measured: */
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 150), 0);     /* neither counts nor breaks */
+	ck_assert(!a.active);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 150), 1);
+	ck_assert(a.active);
+	/* one good sample in a bad run, or two, do not clear it */
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 10), 0);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 10), 0);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 150), 0);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 10), 0);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 95), 0);      /* above clear_at (90) */
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 10), 0);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 10), 0);
+	ck_assert(a.active);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 10), -1);
+	ck_assert(!a.active);
+	ck_assert(!a.stale);
+	ck_assert_uint_eq(a.raised, 1);
+}
+END_TEST
+
+/* A firing alert with no data for rule.stale samples clears, marked stale. */
+START_TEST(alert_clears_when_stale)
+{
+	struct metrics_rule r;
+	struct metrics_alert a = { 0 };
+	metrics_rule_set(&r, 1, 100);
+	r.stale = 4;
+	for (int i = 0; i < 3; i++)
+		metrics_alert_step(&a, &r, 1, 500);
+	ck_assert(a.active);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(metrics_alert_step(&a, &r, 0, 0), 0);
+	ck_assert(a.active);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 500), 0);     /* data again: idle resets */
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(metrics_alert_step(&a, &r, 0, 0), 0);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 0, 0), -1);
+	ck_assert(!a.active);
+	ck_assert(a.stale);
+	ck_assert(fabs(a.value - 500) < 1e-9);                        /* the last value, kept */
+	for (int i = 0; i < 20; i++)                                  /* said once */
+		ck_assert_int_eq(metrics_alert_step(&a, &r, 0, 0), 0);
+	/* a run of two before the gap does not count after it */
+	metrics_alert_step(&a, &r, 1, 500);
+	metrics_alert_step(&a, &r, 1, 500);
+	for (int i = 0; i < 4; i++)
+		metrics_alert_step(&a, &r, 0, 0);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 500), 0);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 500), 0);
+	ck_assert_int_eq(metrics_alert_step(&a, &r, 1, 500), 1);
+	ck_assert(!a.stale);
+	/* stale 0: the state stays however long nothing is measured */
+	r.stale = 0;
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(metrics_alert_step(&a, &r, 0, 0), 0);
+	ck_assert(a.active);
+}
+END_TEST
+
+START_TEST(response_time_counts_timeouts)
+{
+	struct hist d = { 0 };
+	double ms = -1;
+	int tmo = -1;
+	ck_assert_int_eq(metrics_response_ms(&d, 0, 5000, &ms, &tmo), 0);   /* no data */
+	ck_assert_int_eq(tmo, 0);
+	/* only timeouts: the server stopped answering */
+	ck_assert_int_eq(metrics_response_ms(&d, 1, 5000, &ms, &tmo), 1);
+	ck_assert_int_eq(tmo, 1);
+	ck_assert(fabs(ms - 5000) < 1e-9);
+	for (int i = 0; i < 100; i++)
+		hist_observe_us(&d, 2000);                            /* 2 ms each */
+	ck_assert_int_eq(metrics_response_ms(&d, 0, 5000, &ms, &tmo), 1);
+	ck_assert_int_eq(tmo, 0);
+	ck_assert(ms > 1 && ms <= 2.5);
+	/* 2 of 102 timed out: more than 1 %, the p99 is a timeout */
+	ck_assert_int_eq(metrics_response_ms(&d, 2, 5000, &ms, &tmo), 1);
+	ck_assert_int_eq(tmo, 1);
+	ck_assert(fabs(ms - 5000) < 1e-9);
+	/* 1 of 1001: the p99 is still a reply */
+	for (int i = 0; i < 900; i++)
+		hist_observe_us(&d, 2000);
+	ck_assert_int_eq(metrics_response_ms(&d, 1, 5000, &ms, &tmo), 1);
+	ck_assert_int_eq(tmo, 0);
+	ck_assert(ms < 5);
+}
+END_TEST
+
+/* The sampler's view of a server that stops replying, one interval at a
+ * time: fast replies, then only timeouts (raised after three), then no
+ * pushes at all (cleared as stale). */
+START_TEST(response_alert_follows_timeouts)
+{
+	struct metrics_rule r;
+	struct metrics_alert a = { 0 };
+	metrics_rule_set(&r, 1, 1000);
+	r.stale = 20;
+	int raised_at = -1, cleared_at = -1;
+	for (int t = 0; t < 60; t++) {
+		struct hist d = { 0 };
+		uint64_t timeouts = 0;
+		if (t < 10)
+			hist_observe_us(&d, 3000);              /* answered in 3 ms */
+		else if (t < 20)
+			timeouts = 1;                           /* no reply within 5 s */
+		double ms = 0;
+		int tmo = 0;
+		int have = metrics_response_ms(&d, timeouts, 5000, &ms, &tmo);
+		int c = metrics_alert_step(&a, &r, have, tmo ? INFINITY : ms);
+		if (c > 0)
+			raised_at = t;
+		if (c < 0)
+			cleared_at = t;
+	}
+	ck_assert_int_eq(raised_at, 12);                        /* the third timeout */
+	ck_assert_int_eq(cleared_at, 39);                       /* 20 samples without data */
+	ck_assert(a.stale);
+	ck_assert_uint_eq(a.raised, 1);
+	/* a push timeout below the threshold still says "no reply" */
+	memset(&a, 0, sizeof(a));
+	for (int t = 0; t < 3; t++) {
+		struct hist d = { 0 };
+		double ms = 0;
+		int tmo = 0;
+		ck_assert_int_eq(metrics_response_ms(&d, 1, 300, &ms, &tmo), 1);
+		metrics_alert_step(&a, &r, 1, tmo ? INFINITY : ms);
+	}
+	ck_assert(a.active);
 }
 END_TEST
 
@@ -252,6 +399,30 @@ START_TEST(prom_empty_histogram)
 }
 END_TEST
 
+START_TEST(prom_numbers_are_exact)
+{
+	char b[40];
+	metrics_prom_number(1700000123.456, b, sizeof(b));
+	ck_assert_str_eq(b, "1700000123.456");
+	ck_assert(strtod(b, NULL) == 1700000123.456);
+	metrics_prom_number(0.1, b, sizeof(b));
+	ck_assert_str_eq(b, "0.1");
+	metrics_prom_number(20.00315, b, sizeof(b));
+	ck_assert_str_eq(b, "20.00315");
+	metrics_prom_number(1.0 / 3.0, b, sizeof(b));
+	ck_assert(strtod(b, NULL) == 1.0 / 3.0);
+	metrics_prom_number(0, b, sizeof(b));
+	ck_assert_str_eq(b, "0");
+	metrics_prom_number(-INFINITY, b, sizeof(b));
+	ck_assert_str_eq(b, "-Inf");
+	metrics_prom_number(NAN, b, sizeof(b));
+	ck_assert_str_eq(b, "NaN");
+	/* through the sample writer: the start time to the millisecond */
+	metrics_prom_double(&mo, "phxd_start_time_seconds", NULL, 0, 1764300000123 / 1000.0);
+	ck_assert_str_eq(text(), "phxd_start_time_seconds 1764300000.123\n");
+}
+END_TEST
+
 static Suite *metrics_suite(void)
 {
 	Suite *s = suite_create("metrics");
@@ -264,6 +435,10 @@ static Suite *metrics_suite(void)
 	tcase_add_test(tc, alert_above_hysteresis);
 	tcase_add_test(tc, alert_below_hysteresis);
 	tcase_add_test(tc, alert_off);
+	tcase_add_test(tc, alert_needs_consecutive_samples);
+	tcase_add_test(tc, alert_clears_when_stale);
+	tcase_add_test(tc, response_time_counts_timeouts);
+	tcase_add_test(tc, response_alert_follows_timeouts);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("writers");
@@ -273,6 +448,7 @@ static Suite *metrics_suite(void)
 	tcase_add_test(tc, prom_family_and_samples);
 	tcase_add_test(tc, prom_histogram);
 	tcase_add_test(tc, prom_empty_histogram);
+	tcase_add_test(tc, prom_numbers_are_exact);
 	suite_add_tcase(s, tc);
 	return s;
 }
