@@ -38,6 +38,8 @@ struct conf_endpoint {
 	char *rejoin_backoff;          /* ms list, default BACKOFF_REJOIN_DEFAULT */
 	unsigned push_buffer;          /* pushes buffered per channel while not joined, default 100 */
 	size_t max_frame;              /* largest inbound WebSocket message, default 16 MiB */
+	size_t upstream_queue_max;     /* bytes queued for one connection's server past which pushes
+					  are refused (upstream busy), default 16 MiB */
 	unsigned pool_size;            /* most upstream connections, default 4 */
 	unsigned pool_min;             /* connections kept open without topics, default 1 */
 	unsigned max_channels;         /* max_channels_per_upstream, default 100 */

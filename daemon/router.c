@@ -1332,6 +1332,15 @@ static void cmd_push(struct router *rt, struct ipc_client *c, const struct ipc_c
 		reply_err(c, tag, verb, ch->topic, ch->topic_len, "push buffer full", NULL);
 		return;
 	}
+	/* a server that stopped reading must not make phxd grow without bound */
+	if (send_now && up_conn_queued(up) >= ep->conf->upstream_queue_max) {
+		char detail[96];
+		snprintf(detail, sizeof(detail), "%zu bytes wait for the server (upstream_queue_max)",
+			 up_conn_queued(up));
+		rt->upstream_busy++;
+		reply_err(c, tag, verb, ch->topic, ch->topic_len, "upstream busy", detail);
+		return;
+	}
 	/* from the binary pool, the topic shared with the channel */
 	struct push *p = bpool_get(sizeof(*p));
 	if (!p) {

@@ -203,6 +203,79 @@ START_TEST(max_clients)
 }
 END_TEST
 
+
+/* upstream_queue_max: a server that stops reading. */
+static void start_busy(void)
+{
+	it_env_start(&env, NULL, "client_queue_max = 64M\n",
+		     "upstream_queue_max = 64k\npush_timeout = 60s\nheartbeat_interval = 60s\n");
+}
+
+/* Pushes to a server that stopped reading fill the socket buffers, then
+ * upstream_queue_max; past it each push is refused at once with "upstream
+ * busy" instead of growing phxd.  Once the server reads again every push
+ * that was accepted is answered, in order, and new pushes go through. */
+START_TEST(upstream_busy)
+{
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN q:1");
+	IT_EXPECT(c, "OK JOIN q:1 {}");
+	ck_assert_str_eq(it_ctl(&env, "STALL"), "OK");
+	enum { PLEN = 100000, MAXN = 400 };
+	static char line[PLEN + 64];
+	static char refused[MAXN];
+	int sent = 0, busy = 0, after = 0;
+	while (sent < MAXN && after < 5) {
+		int k = snprintf(line, 64, "@%d PUSH q:1 echo \"", sent);
+		memset(line + k, 'b', PLEN);
+		memcpy(line + k + PLEN, "\"\n", 2);
+		it_send_raw(c, line, (size_t)k + PLEN + 2);
+		sent++;
+		if (busy)
+			after++;
+		/* while the server is stalled, an answer can only be a refusal */
+		const char *l;
+		while ((l = it_line(c, 5)) != NULL) {
+			int tag;
+			ck_assert_msg(sscanf(l, "ERR @%d PUSH q:1 ", &tag) == 1 &&
+				      strstr(l, "{\"reason\":\"upstream busy\",\"detail\":\"") != NULL,
+				      "got '%.120s'", l);
+			ck_assert_int_lt(tag, sent);
+			refused[tag] = 1;
+			busy++;
+		}
+	}
+	ck_assert_msg(busy > 0, "%d pushes of %d bytes never made phxd refuse one", sent, PLEN);
+	ck_assert_str_eq(it_ctl(&env, "RESUME"), "OK");
+	/* every accepted push is answered, in the order it was made */
+	int answered = 0, last = -1;
+	while (answered + busy < sent) {
+		const char *l = it_line(c, IT_TIMEOUT_MS);
+		ck_assert_msg(l != NULL, "%d answered, %d refused, %d sent", answered, busy, sent);
+		int tag;
+		if (sscanf(l, "ERR @%d PUSH q:1 ", &tag) == 1 && strstr(l, "upstream busy")) {
+			refused[tag] = 1;
+			busy++;
+			continue;
+		}
+		ck_assert_msg(sscanf(l, "OK @%d PUSH q:1 \"bbb", &tag) == 1, "got '%.120s'", l);
+		ck_assert_int_gt(tag, last);
+		ck_assert_int_eq(refused[tag], 0);
+		ck_assert_uint_eq(strlen(l), strlen("OK @ PUSH q:1 \"\"") + PLEN +
+				  (size_t)snprintf(NULL, 0, "%d", tag));
+		last = tag;
+		answered++;
+	}
+	ck_assert_int_gt(answered, 0);
+	it_send(c, "PUSH q:1 echo {\"after\":1}");
+	IT_EXPECT(c, "OK PUSH q:1 {\"after\":1}");
+	char want[64];
+	snprintf(want, sizeof(want), "\"upstream_busy\":%d", busy);
+	const char *st = it_phxd_ctl(&env, "STATS");
+	ck_assert_msg(strstr(st, want) != NULL, "want %s in %s", want, st);
+	it_close(c);
+}
+END_TEST
 /* phxd runs out of file descriptors: new clients wait (the listener pauses)
  * and are served once descriptors are free again; nobody crashes. */
 static void start_few_fds(void)
@@ -255,6 +328,12 @@ static Suite *limits_suite(void)
 	tcase_add_test(tc, topic_limit);
 	tcase_add_test(tc, push_rate_limit);
 	tcase_add_test(tc, max_clients);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("upstream_busy");
+	tcase_add_checked_fixture(tc, start_busy, stop_env);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, upstream_busy);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fds");

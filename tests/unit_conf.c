@@ -105,6 +105,7 @@ START_TEST(test_defaults_endpoint)
 	ck_assert_str_eq(e->rejoin_backoff, BACKOFF_REJOIN_DEFAULT);
 	ck_assert_uint_eq(e->push_buffer, 100);
 	ck_assert_uint_eq(e->max_frame, 16 * 1024 * 1024);
+	ck_assert_uint_eq(e->upstream_queue_max, 16 * 1024 * 1024);
 	ck_assert_uint_eq(e->pool_size, 4);
 	ck_assert_uint_eq(e->pool_min, 1);
 	ck_assert_uint_eq(e->max_channels, 100);
@@ -360,7 +361,7 @@ START_TEST(test_ranges)
 	expect_ok(&c, "socket_mode = 0777\nmax_line = 1k\nclient_queue_max = 4k\n"
 		  "max_clients = 1\n" MIN_EP "heartbeat_interval = 100ms\n"
 		  "connect_timeout = 100ms\npush_timeout = 3600s\njoin_timeout = 60m\n"
-		  "push_buffer = 100000\nmax_frame = 1024\n");
+		  "push_buffer = 100000\nmax_frame = 1024\nupstream_queue_max = 64k\n");
 	ck_assert_uint_eq(c.socket_mode, 0777);
 	ck_assert_uint_eq(c.max_line, 1024);
 	ck_assert_uint_eq(c.client_queue_max, 4096);
@@ -371,6 +372,7 @@ START_TEST(test_ranges)
 	ck_assert_uint_eq(c.endpoints[0].join_timeout_ms, 3600000);
 	ck_assert_uint_eq(c.endpoints[0].push_buffer, 100000);
 	ck_assert_uint_eq(c.endpoints[0].max_frame, 1024);
+	ck_assert_uint_eq(c.endpoints[0].upstream_queue_max, 65536);
 	conf_free(&c);
 	expect_ok(&c, "socket_mode = 0\nmax_line = 1G\nclient_queue_max = 1g\n"
 		  "max_clients = 1000000\n" MIN_EP "heartbeat_interval = 1h\n");
@@ -420,6 +422,11 @@ START_TEST(test_ranges)
 	expect_ep_err("push_buffer = -1", "push_buffer: bad value '-1' (integer 0..100000)");
 	expect_ep_err("max_frame = 1023", "max_frame: bad value '1023' (size 1k..1G)");
 	expect_ep_err("max_frame = 1073741825", "max_frame: bad value '1073741825' (size 1k..1G)");
+	expect_ep_err("upstream_queue_max = 65535",
+		      "upstream_queue_max: bad value '65535' (size 64k..1G)");
+	expect_ep_err("upstream_queue_max = 2G", "upstream_queue_max: bad value '2G' (size 64k..1G)");
+	expect_ep_err("upstream_queue_max = lots",
+		      "upstream_queue_max: bad value 'lots' (size 64k..1G)");
 }
 END_TEST
 
