@@ -13,16 +13,30 @@
  * Topic strings are made before timing; each figure is the best of three
  * runs.  Prints a Markdown table.
  *
+ * With --snapshot: readers against a busy writer.  For each size N (10k,
+ * 100k, 1M) and JOIN rate (0, 1,000/s, 50,000/s) a forked writer process
+ * does, per JOIN, what the router does (a lookup, a put "joining", a put
+ * "joined") on random topics of the full table, paced evenly by the clock,
+ * while this process takes route_cache_snapshot()s of the segment and
+ * counts how many succeed, how many were one atomic copy, and how long
+ * they took.
+ *
  *   route_cache_bench [ops]      (default 2,000,000 timed operations a cell)
+ *   route_cache_bench --snapshot [count [entries [rate]]]
+ *                                (snapshots a cell, default 5; entries: that
+ *                                cell only, at rate JOINs/s, default 1,000)
  */
 #include "daemon/route_cache.h"
 #include "log.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -206,17 +220,183 @@ static int bench_size(uint32_t n, size_t ops)
 	return 0;
 }
 
+/* ---- --snapshot: readers against a busy writer --------------------------------- */
+
+static volatile sig_atomic_t snap_stop;
+
+static void snap_on_term(int sig)
+{
+	(void)sig;
+	snap_stop = 1;
+}
+
+/* The writer: rate JOINs a second (0: none), each a lookup and two puts of a
+ * random topic of live, paced by the clock until SIGTERM; then writes how
+ * many it did and in how many ns to res_fd. */
+static void snap_writer(struct route_cache *rc, const struct topics *live, unsigned rate,
+			int res_fd)
+{
+	struct sigaction sa;
+	struct timespec start, next, end;
+	uint64_t done = 0, now = 1u << 30, out[2];
+	int bad = 0;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = snap_on_term;   /* no SA_RESTART: the sleep ends */
+	sigaction(SIGTERM, &sa, NULL);
+	prctl(PR_SET_TIMERSLACK, 1000UL);   /* pace at 20 us, not at the 50 us default slack */
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (!snap_stop && rate) {
+		double due_ns = (double)(done + 1) * 1e9 / rate;
+
+		next.tv_sec = start.tv_sec + (time_t)(due_ns / 1e9);
+		next.tv_nsec = start.tv_nsec + (long)(due_ns - (double)(time_t)(due_ns / 1e9) * 1e9);
+		if (next.tv_nsec >= 1000000000L) {
+			next.tv_sec++;
+			next.tv_nsec -= 1000000000L;
+		}
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+		if (snap_stop)
+			break;
+		size_t k = rng() % live->n;
+		bad |= route_cache_lookup_ep(rc, "main", topic(live, k), live->len[k], ++now,
+					     NULL) != 0;
+		bad |= route_cache_put(rc, topic(live, k), live->len[k], "main", (uint16_t)k,
+				       ROUTE_STATE_JOINING, ++now) != 0;
+		bad |= route_cache_put(rc, topic(live, k), live->len[k], "main", (uint16_t)k,
+				       ROUTE_STATE_JOINED, ++now) != 0;
+		done++;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	while (!snap_stop)
+		pause();
+	out[0] = done;
+	out[1] = (uint64_t)(end.tv_sec - start.tv_sec) * 1000000000u +
+		 (uint64_t)(end.tv_nsec - start.tv_nsec);
+	if (write(res_fd, out, sizeof(out)) != (ssize_t)sizeof(out))
+		_exit(3);
+	_exit(bad ? 1 : 0);
+}
+
+static int snap_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int snap_cell(uint32_t n, unsigned rate, unsigned count)
+{
+	struct route_cache_params p = { .capacity = n };
+	struct route_cache *rc;
+	struct topics live;
+	char name[64], err[256];
+	unsigned ok = 0, eagain = 0, other = 0, atomic = 0;
+	double ms[64], tries = 0;
+	uint64_t wr[2] = { 0, 1 };
+	int res[2], status;
+	pid_t pid;
+
+	if (count > ARRAY_SIZE(ms))
+		count = ARRAY_SIZE(ms);
+	snprintf(name, sizeof(name), "/phxd-bench-snap-%d", (int)getpid());
+	route_cache_unlink(name);
+	if (route_cache_open(&rc, name, &p, err, sizeof(err)) < 0) {
+		fprintf(stderr, "route_cache_bench: %s\n", err);
+		return -1;
+	}
+	if (topics_make(&live, "bench:room:", 0, n))
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		route_cache_put(rc, topic(&live, i), live.len[i], "main", (uint16_t)i,
+				ROUTE_STATE_JOINED, 1 + i);
+	if (pipe(res) < 0 || (pid = fork()) < 0)
+		return -1;
+	if (pid == 0) {
+		close(res[0]);
+		snap_writer(rc, &live, rate, res[1]);
+	}
+	close(res[1]);
+	usleep(50000);
+	for (unsigned i = 0; i < count; i++) {
+		struct route_snapshot *s = NULL;
+		double a = now_ns();
+		int r = route_cache_snapshot(name, &s, err, sizeof(err));
+
+		ms[i] = (now_ns() - a) / 1e6;
+		if (r == 0) {
+			ok++;
+			tries += s->tries;
+#ifdef ROUTE_SNAP_PER_ENTRY
+			atomic += s->atomic;
+#else
+			atomic++;
+#endif
+			if (s->n != n) {
+				fprintf(stderr, "route_cache_bench: snapshot of %zu entries, "
+					"want %u\n", s->n, n);
+				other++;
+			}
+			route_snapshot_free(s);
+		} else if (r == -EAGAIN) {
+			eagain++;
+		} else {
+			fprintf(stderr, "route_cache_bench: snapshot: %s\n", err);
+			other++;
+		}
+	}
+	kill(pid, SIGTERM);
+	if (read(res[0], wr, sizeof(wr)) != (ssize_t)sizeof(wr) || !wr[1])
+		wr[0] = 0, wr[1] = 1;
+	close(res[0]);
+	waitpid(pid, &status, 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		fprintf(stderr, "route_cache_bench: the writer failed\n");
+	qsort(ms, count, sizeof(ms[0]), snap_cmp);
+	printf("| %9u | %7u | %9.0f | %2u / %-2u | %6u | %6u | %7.1f | %9.1f | %9.1f |\n", n,
+	       rate, (double)wr[0] * 1e9 / (double)wr[1], ok, count, eagain, atomic,
+	       ok ? tries / ok : 0.0, ms[count / 2], ms[count - 1]);
+	fflush(stdout);
+	route_cache_close(rc);
+	route_cache_unlink(name);
+	topics_free(&live);
+	return other ? -1 : 0;
+}
+
+/* One cell when size is given, else all of them. */
+static int snap_main(unsigned count, uint32_t size, unsigned rate)
+{
+	static const uint32_t sizes[] = { 10000, 100000, 1000000 };
+	static const unsigned rates[] = { 0, 1000, 50000 };
+
+	fputs("| entries   | JOINs/s | achieved  | ok      | EAGAIN | atomic | tries   "
+	      "| median ms | max ms    |\n"
+	      "|----------:|--------:|----------:|--------:|-------:|-------:|--------:"
+	      "|----------:|----------:|\n", stdout);
+	if (size)
+		return snap_cell(size, rate, count) < 0;
+	for (size_t i = 0; i < ARRAY_SIZE(sizes); i++)
+		for (size_t j = 0; j < ARRAY_SIZE(rates); j++)
+			if (snap_cell(sizes[i], rates[j], count) < 0)
+				return 1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const uint32_t sizes[] = { 10, 1000, 100000, 1000000 };
-	size_t ops = argc > 1 ? strtoul(argv[1], NULL, 10) : 2000000;
+	int snap = argc > 1 && strcmp(argv[1], "--snapshot") == 0;
+	size_t ops = argc > 1 + snap ? strtoul(argv[1 + snap], NULL, 10) : snap ? 5 : 2000000;
 
 	if (!ops) {
-		fprintf(stderr, "usage: route_cache_bench [ops]\n");
+		fprintf(stderr, "usage: route_cache_bench [ops] | --snapshot [count]\n");
 		return 2;
 	}
 	log_init("route_cache_bench");
 	log_set_level(LOG_LVL_WARN);
+	if (snap)
+		return snap_main((unsigned)ops, argc > 3 ? (uint32_t)strtoul(argv[3], NULL, 10) : 0,
+				 argc > 4 ? (unsigned)strtoul(argv[4], NULL, 10) : 1000);
 	fputs("| entries   | hit ns    | miss ns   | insert+evict ns | linear scan ns "
 	      "| scan/hit | segment    |\n"
 	      "|----------:|----------:|----------:|----------------:|---------------:"

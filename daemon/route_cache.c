@@ -30,6 +30,7 @@
 #define RC_LONG_BYTES (ROUTE_TOPIC_MAX - ROUTE_TOPIC_INLINE)
 #define RC_NAME_MAX 255                     /* bytes in a shm name, '/' included */
 #define RC_LONG_MIN 16u
+#define RC_COPY_CHUNK (256u * 1024)          /* bytes a reader copies between peeks at seq */
 
 struct rc_link {
 	uint32_t prev, next;
@@ -1637,19 +1638,51 @@ static void rc_backoff(unsigned tries)
 	}
 }
 
+static uint64_t rc_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* memcpy in pieces, giving up as soon as seq has moved away from s1: a
+ * copy a write has spoiled is not worth finishing (a million entries take
+ * ~100 ms to copy; a busy writer changes something every millisecond).
+ * 0, or -1 when seq moved.  The final check with a fence is the caller's;
+ * this relaxed peek only saves time. */
+static int rc_copy_while(void *dst, const void *src, size_t n, const uint64_t *seq, uint64_t s1)
+{
+	for (size_t off = 0; off < n; off += RC_COPY_CHUNK) {
+		size_t k = n - off < RC_COPY_CHUNK ? n - off : RC_COPY_CHUNK;
+
+		memcpy((char *)dst + off, (const char *)src + off, k);
+		if (__atomic_load_n(seq, __ATOMIC_RELAXED) != s1)
+			return -1;
+	}
+	return 0;
+}
+
 /* Copies header, endpoint table and the used entries and long slots between
- * two equal even values of seq.  The number of copies, -EAGAIN or -ENOMEM. */
+ * two equal even values of seq, trying at most ROUTE_SNAPSHOT_TRIES times
+ * and, after the first try, not past deadline (CLOCK_MONOTONIC ms).  0,
+ * -EAGAIN, -EBADMSG or -ENOMEM; *tries says how many tries were made. */
 static int rc_copy_consistent(const struct rc_hdr *h, const struct rc_hdr *fx,
-			      struct rc_copy *c)
+			      struct rc_copy *c, uint64_t deadline, unsigned *tries)
 {
 	const char *base = (const char *)h;
 
-	for (unsigned tries = 1; tries <= ROUTE_SNAPSHOT_TRIES; tries++) {
+	for (*tries = 1; *tries <= ROUTE_SNAPSHOT_TRIES; ++*tries) {
 		uint64_t s1, s2;
 		uint32_t hw, lhw;
 
-		if (tries > 1)
-			rc_backoff(tries);
+		if (*tries > 1) {
+			if (rc_mono_ms() >= deadline) {
+				--*tries;
+				break;
+			}
+			rc_backoff(*tries);
+		}
 		s1 = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
 		if (s1 & 1)
 			continue;
@@ -1665,16 +1698,20 @@ static int rc_copy_consistent(const struct rc_hdr *h, const struct rc_hdr *fx,
 			return -ENOMEM;
 		memcpy(&c->h, h, sizeof(c->h));
 		memcpy(c->eps, base + fx->off_eps, sizeof(c->eps));
-		if (hw)         /* c->ents is NULL until something was used */
-			memcpy(c->ents, base + fx->off_ents, (size_t)hw * sizeof(struct rc_ent));
-		if (lhw)
-			memcpy(c->longs, base + fx->off_longs,
-			       (size_t)lhw * sizeof(struct rc_long));
+		/* c->ents is NULL until something was used */
+		if (hw && rc_copy_while(c->ents, base + fx->off_ents,
+					(size_t)hw * sizeof(struct rc_ent), &h->seq, s1))
+			continue;
+		if (lhw && rc_copy_while(c->longs, base + fx->off_longs,
+					 (size_t)lhw * sizeof(struct rc_long), &h->seq, s1))
+			continue;
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		s2 = __atomic_load_n(&h->seq, __ATOMIC_RELAXED);
 		if (s1 == s2 && c->h.hw == hw && c->h.long_hw == lhw)
-			return (int)tries;
+			return 0;
 	}
+	if (*tries > ROUTE_SNAPSHOT_TRIES)
+		*tries = ROUTE_SNAPSHOT_TRIES;
 	return -EAGAIN;
 }
 
@@ -1753,6 +1790,352 @@ static int rc_decode(const struct rc_copy *c, struct route_snapshot **out, const
 	return 0;
 }
 
+/* ---- readers: entry by entry ------------------------------------------------- *
+ * When the writer never leaves the whole table alone long enough to copy it,
+ * each entry is copied on its own between two equal even values of seq (an
+ * entry with its endpoint slot and long slot is at most 404 bytes, copied in
+ * well under a microsecond), so each is exactly as it was at some moment,
+ * though not all at the same moment.  Entries never move while they live,
+ * so a walk over the indices meets every entry that lived throughout once;
+ * an index freed and reused during the walk may hand over the same route
+ * again, so duplicates keep the latest copy. */
+
+struct rc_item {
+	uint64_t hash, hits, last_ms, created_ms;
+	size_t topic;               /* offset in the topic pool */
+	uint32_t name;              /* index in the walk's endpoint names */
+	uint32_t seen;              /* walk order: ties of last_ms keep it */
+	uint16_t slot;
+	uint8_t state, len;
+};
+
+struct rc_walk {
+	struct rc_item *items;
+	size_t n, cap;
+	char *pool;                 /* the topics, NUL-terminated */
+	size_t used, pool_cap;
+	struct rc_ep *names;        /* distinct endpoint names met (refs unused) */
+	uint32_t nnames, names_cap;
+	int32_t slot_name[RC_EP_SLOTS];     /* segment slot -> names index, -1 */
+	unsigned retries;           /* entry copies a write spoiled */
+};
+
+/* Copies the header between two equal even values of seq: 0 or -EAGAIN. */
+static int rc_read_hdr(const struct rc_hdr *h, struct rc_hdr *out, unsigned *retries)
+{
+	for (unsigned tries = 1; tries <= ROUTE_SNAPSHOT_TRIES; tries++) {
+		uint64_t s1, s2;
+
+		if (tries > 1) {
+			++*retries;
+			rc_backoff(tries);
+		}
+		s1 = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
+		if (s1 & 1)
+			continue;
+		memcpy(out, h, sizeof(*out));
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		s2 = __atomic_load_n(&h->seq, __ATOMIC_RELAXED);
+		if (s1 == s2)
+			return 0;
+	}
+	return -EAGAIN;
+}
+
+/* Checks a consistent copy of entry ref (e, its endpoint slot ep and, for a
+ * long topic, its long slot l or NULL) and puts its topic in topic.  1, or
+ * -EBADMSG with the reason in *why. */
+static int rc_ent_decode(const struct rc_ent *e, const struct rc_ep *ep, const struct rc_long *l,
+			 uint32_t ref, char *topic, const char **why)
+{
+	size_t in = e->len < ROUTE_TOPIC_INLINE ? e->len : ROUTE_TOPIC_INLINE;
+
+	if (!e->len || !rc_state_ok(e->state)) {
+		*why = "malformed entry";
+		return -EBADMSG;
+	}
+	if (e->ep >= RC_EP_SLOTS || !rc_ep_ok(ep)) {
+		*why = "entry names a bad endpoint slot";
+		return -EBADMSG;
+	}
+	memcpy(topic, e->key, in);
+	if (e->len > ROUTE_TOPIC_INLINE) {
+		if (!l || l->owner != ref) {
+			*why = "bad long-topic slot";
+			return -EBADMSG;
+		}
+		memcpy(topic + in, l->data, e->len - in);
+	} else if (e->lng) {
+		*why = "short topic with a long slot";
+		return -EBADMSG;
+	}
+	topic[e->len] = 0;
+	if (hmap_hash(topic, e->len) != e->hash) {
+		*why = "topic does not match its hash";
+		return -EBADMSG;
+	}
+	return 1;
+}
+
+/* Entry i of the mapping as it was at one moment: 1 with *e, *ep and topic
+ * filled, 0 when the entry is free, -EAGAIN when seq moved during each of
+ * ROUTE_SNAPSHOT_TRIES copies, -EBADMSG (see rc_ent_decode). */
+static int rc_read_ent(const struct rc_hdr *h, const struct rc_hdr *fx, uint32_t i,
+		       struct rc_ent *e, struct rc_ep *ep, char *topic, unsigned *retries,
+		       const char **why)
+{
+	const char *base = (const char *)h;
+	const struct rc_ent *src = (const struct rc_ent *)(const void *)(base + fx->off_ents) + i;
+	const struct rc_ep *eps = (const struct rc_ep *)(const void *)(base + fx->off_eps);
+	const struct rc_long *longs = (const struct rc_long *)(const void *)(base + fx->off_longs);
+	struct rc_long l;
+
+	for (unsigned tries = 1; tries <= ROUTE_SNAPSHOT_TRIES; tries++) {
+		uint64_t s1, s2;
+		int have_long = 0;
+
+		if (tries > 1) {
+			++*retries;
+			rc_backoff(tries);
+		}
+		s1 = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
+		if (s1 & 1)
+			continue;
+		memcpy(e, src, sizeof(*e));
+		if (e->hash) {
+			memcpy(ep, &eps[e->ep % RC_EP_SLOTS], sizeof(*ep));
+			if (e->len > ROUTE_TOPIC_INLINE && e->lng && e->lng <= fx->nlong) {
+				memcpy(&l, &longs[e->lng - 1], sizeof(l));
+				have_long = 1;
+			}
+		}
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		s2 = __atomic_load_n(&h->seq, __ATOMIC_RELAXED);
+		if (s1 != s2)
+			continue;
+		if (!e->hash)
+			return 0;
+		return rc_ent_decode(e, ep, have_long ? &l : NULL, i + 1, topic, why);
+	}
+	return -EAGAIN;
+}
+
+/* The index of endpoint name ep among the names met so far, added if new;
+ * slot is where the segment had it (a slot may change names during a walk,
+ * so the hint is checked).  The index, or -ENOMEM. */
+static int64_t rc_walk_name(struct rc_walk *w, unsigned slot, const struct rc_ep *ep)
+{
+	int32_t k = w->slot_name[slot];
+
+	if (k >= 0 && rc_ep_is(&w->names[k], ep->name, ep->len))
+		return k;
+	for (k = 0; (uint32_t)k < w->nnames; k++)
+		if (rc_ep_is(&w->names[k], ep->name, ep->len))
+			break;
+	if ((uint32_t)k == w->nnames) {
+		if (w->nnames == w->names_cap) {
+			uint32_t ncap = w->names_cap ? 2 * w->names_cap : 16;
+			struct rc_ep *n = realloc(w->names, (size_t)ncap * sizeof(*n));
+
+			if (!n)
+				return -ENOMEM;
+			w->names = n;
+			w->names_cap = ncap;
+		}
+		w->names[w->nnames++] = *ep;
+	}
+	w->slot_name[slot] = k;
+	return k;
+}
+
+static int rc_walk_add(struct rc_walk *w, const struct rc_ent *e, const struct rc_ep *ep,
+		       const char *topic)
+{
+	int64_t name = rc_walk_name(w, e->ep, ep);
+	struct rc_item *it;
+
+	if (name < 0)
+		return (int)name;
+	if (w->n == w->cap) {
+		size_t ncap = w->cap ? 2 * w->cap : 1024;
+		struct rc_item *n = realloc(w->items, ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		w->items = n;
+		w->cap = ncap;
+	}
+	if (w->used + e->len + 1 > w->pool_cap) {
+		size_t ncap = w->pool_cap ? 2 * w->pool_cap : 16384;
+		char *n = realloc(w->pool, ncap);
+
+		if (!n)
+			return -ENOMEM;
+		w->pool = n;
+		w->pool_cap = ncap;
+	}
+	it = &w->items[w->n];
+	it->hash = e->hash;
+	it->hits = e->hits;
+	it->last_ms = e->last_ms;
+	it->created_ms = e->created_ms;
+	it->topic = w->used;
+	it->name = (uint32_t)name;
+	it->seen = (uint32_t)w->n;
+	it->slot = e->slot;
+	it->state = e->state;
+	it->len = e->len;
+	memcpy(w->pool + w->used, topic, (size_t)e->len + 1);
+	w->used += (size_t)e->len + 1;
+	w->n++;
+	return 0;
+}
+
+/* Copies every live entry, header first (its statistics go in the
+ * snapshot); indices made while walking are walked too. */
+static int rc_walk_all(const struct rc_hdr *h, const struct rc_hdr *fx, struct rc_walk *w,
+		       struct rc_hdr *hc, const char **why)
+{
+	char topic[ROUTE_TOPIC_MAX + 1];
+	struct rc_ent e;
+	struct rc_ep ep;
+	uint32_t i = 0, hw;
+	int r;
+
+	if ((r = rc_read_hdr(h, hc, &w->retries)) < 0)
+		return r;
+	for (hw = hc->hw; i < hw; ) {
+		if (hw > fx->capacity) {
+			*why = "high-water mark above the capacity";
+			return -EBADMSG;
+		}
+		for (; i < hw; i++) {
+			r = rc_read_ent(h, fx, i, &e, &ep, topic, &w->retries, why);
+			if (r < 0)
+				return r;
+			if (r > 0 && (r = rc_walk_add(w, &e, &ep, topic)) < 0)
+				return r;
+		}
+		hw = __atomic_load_n(&h->hw, __ATOMIC_RELAXED);  /* it only grows */
+	}
+	return 0;
+}
+
+static int rc_item_same(const struct rc_walk *w, const struct rc_item *a, const struct rc_item *b)
+{
+	return a->hash == b->hash && a->name == b->name && a->len == b->len &&
+	       memcmp(w->pool + a->topic, w->pool + b->topic, a->len) == 0;
+}
+
+/* Keeps one item per (endpoint, topic), the one used last. */
+static int rc_walk_dedup(struct rc_walk *w)
+{
+	size_t nb = 2, kept = 0;
+	uint32_t *tab;
+
+	while (nb < 2 * w->n)
+		nb *= 2;
+	if (!(tab = calloc(nb, sizeof(*tab))))
+		return -ENOMEM;
+	for (size_t k = 0; k < w->n; k++) {
+		struct rc_item it = w->items[k];
+		size_t b = (size_t)(it.hash ^ rc_mix(it.name + 1)) & (nb - 1);
+
+		for (;; b = (b + 1) & (nb - 1)) {
+			struct rc_item *o;
+
+			if (!tab[b]) {
+				w->items[kept++] = it;
+				tab[b] = (uint32_t)kept;
+				break;
+			}
+			o = &w->items[tab[b] - 1];
+			if (rc_item_same(w, o, &it)) {
+				if (it.last_ms > o->last_ms)
+					*o = it;
+				break;
+			}
+		}
+	}
+	free(tab);
+	w->n = kept;
+	return 0;
+}
+
+/* Most recently used first, as the LRU list has them; equal stamps in walk
+ * order. */
+static int rc_item_cmp(const void *pa, const void *pb)
+{
+	const struct rc_item *a = pa, *b = pb;
+
+	if (a->last_ms != b->last_ms)
+		return a->last_ms > b->last_ms ? -1 : 1;
+	return a->seen < b->seen ? -1 : a->seen > b->seen;
+}
+
+/* A snapshot of the segment mapped at h, entry by entry. */
+static int rc_snapshot_walk(const struct rc_hdr *h, const struct rc_hdr *fx,
+			    struct route_snapshot **out, unsigned *retries, const char **why)
+{
+	struct rc_walk w;
+	struct rc_hdr hc;
+	struct route_snapshot *s = NULL;
+	size_t size, bytes = 0;
+	const char **names = NULL;
+	char *p;
+	int r;
+
+	memset(&w, 0, sizeof(w));
+	memset(w.slot_name, 0xff, sizeof(w.slot_name));
+	if ((r = rc_walk_all(h, fx, &w, &hc, why)) < 0 || (r = rc_walk_dedup(&w)) < 0)
+		goto out;
+	if (w.n)         /* w.items is NULL until something was seen */
+		qsort(w.items, w.n, sizeof(*w.items), rc_item_cmp);
+	for (size_t k = 0; k < w.n; k++)
+		bytes += (size_t)w.items[k].len + 1;
+	for (uint32_t k = 0; k < w.nnames; k++)
+		bytes += (size_t)w.names[k].len + 1;
+	size = sizeof(*s) + w.n * sizeof(struct route_entry) + bytes;
+	r = -ENOMEM;
+	if (!(s = calloc(1, size)) || (w.nnames && !(names = calloc(w.nnames, sizeof(*names)))))
+		goto out;
+	s->entries = (struct route_entry *)(void *)(s + 1);
+	p = (char *)(s->entries + w.n);
+	for (uint32_t k = 0; k < w.nnames; k++) {
+		memcpy(p, w.names[k].name, (size_t)w.names[k].len + 1);
+		names[k] = p;
+		p += w.names[k].len + 1;
+	}
+	for (size_t k = 0; k < w.n; k++) {
+		const struct rc_item *it = &w.items[k];
+		struct route_entry *o = &s->entries[k];
+
+		memcpy(p, w.pool + it->topic, (size_t)it->len + 1);
+		o->topic = p;
+		o->topic_len = it->len;
+		o->endpoint = names[it->name];
+		o->hits = it->hits;
+		o->last_ms = it->last_ms;
+		o->created_ms = it->created_ms;
+		o->slot = it->slot;
+		o->state = it->state;
+		p += it->len + 1;
+	}
+	s->n = w.n;
+	rc_stats_of(&hc, &s->stats);
+	*out = s;
+	s = NULL;
+	r = 0;
+out:
+	*retries = w.retries;
+	free(s);
+	free(names);
+	free(w.items);
+	free(w.pool);
+	free(w.names);
+	return r;
+}
+
 /* Maps shm_name read-only and checks its header: 0 with *map, *size and fx,
  * a copy of the header whose fixed fields were checked (later changes to the
  * mapping cannot move the reader out of it), or <0. */
@@ -1797,41 +2180,63 @@ static int rc_map_ro(const char *name, const struct rc_hdr **map, size_t *size,
 	return 0;
 }
 
-int route_cache_snapshot(const char *shm_name, struct route_snapshot **out, char *err,
-			 size_t errlen)
+int route_cache_snapshot_flags(const char *shm_name, unsigned flags,
+			       struct route_snapshot **out, char *err, size_t errlen)
 {
 	const struct rc_hdr *h = NULL;
 	const char *why = "index out of range";
+	unsigned tries = 0, retries = 0;
 	struct rc_hdr fx;
-	struct rc_copy *c;
 	size_t size = 0;
-	int r, tries;
+	int r = -EAGAIN;
 
 	rc_err(err, errlen, "%s", "");
 	if (!rc_name_ok(shm_name)) {
 		rc_err(err, errlen, "route cache: bad shm name");
 		return -EINVAL;
 	}
+	if (flags & ~(unsigned)ROUTE_SNAP_PER_ENTRY) {
+		rc_err(err, errlen, "route cache: unknown snapshot flags");
+		return -EINVAL;
+	}
 	if ((r = rc_map_ro(shm_name, &h, &size, &fx, err, errlen)) < 0)
 		return r;
-	if (!(c = calloc(1, sizeof(*c)))) {
-		munmap((void *)h, size);
-		return -ENOMEM;
+	r = -EAGAIN;
+	if (!(flags & ROUTE_SNAP_PER_ENTRY)) {
+		struct rc_copy *c = calloc(1, sizeof(*c));
+
+		r = !c ? -ENOMEM : rc_copy_consistent(h, &fx, c, rc_mono_ms() +
+						      ROUTE_SNAPSHOT_ATOMIC_MS, &tries);
+		if (r == 0 && (r = rc_decode(c, out, &why)) == 0)
+			(*out)->atomic = 1;
+		if (c) {
+			free(c->ents);
+			free(c->longs);
+		}
+		free(c);
 	}
-	tries = rc_copy_consistent(h, &fx, c);
+	if (r == -EAGAIN)
+		r = rc_snapshot_walk(h, &fx, out, &retries, &why);
 	munmap((void *)h, size);
-	if (tries == -EAGAIN)
-		rc_err(err, errlen, "route cache %s: no consistent copy in %d tries (busy "
-		       "writer, or one that died mid-update)", shm_name, ROUTE_SNAPSHOT_TRIES);
-	r = tries < 0 ? tries : rc_decode(c, out, &why);
-	if (r == -EBADMSG)
+	if (r == -EAGAIN)
+		rc_err(err, errlen, "route cache %s: no consistent copy of the table in %u tries, "
+		       "nor of every entry in %d tries each (busy writer, or one that died "
+		       "mid-update)", shm_name, tries, ROUTE_SNAPSHOT_TRIES);
+	else if (r == -EBADMSG)
 		rc_err(err, errlen, "route cache %s: corrupted: %s", shm_name, why);
-	else if (r == 0)
-		(*out)->tries = (unsigned)tries;
-	free(c->ents);
-	free(c->longs);
-	free(c);
+	else if (r == -ENOMEM)
+		rc_err(err, errlen, "route cache %s: out of memory", shm_name);
+	if (r == 0) {
+		(*out)->tries = tries;
+		(*out)->retries = retries;
+	}
 	return r;
+}
+
+int route_cache_snapshot(const char *shm_name, struct route_snapshot **out, char *err,
+			 size_t errlen)
+{
+	return route_cache_snapshot_flags(shm_name, 0, out, err, errlen);
 }
 
 struct route_snapshot *route_snapshot_free(struct route_snapshot *s)

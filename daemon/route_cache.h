@@ -65,6 +65,27 @@
  * one (unlinked and created again, so a reader still mapping the old one
  * never faults).  Snapshots validate every index of their private copy too.
  *
+ * Readers.  The seqlock covers the whole table, and every lookup is a write
+ * (hits move entries in the LRU list), so a big table may never be copied
+ * whole between two writes: at a million entries (~130 MB to copy, ~100 ms)
+ * and 1,000 joins a second no copy ever succeeds.  route_cache_snapshot()
+ * therefore tries whole copies for at most ROUTE_SNAPSHOT_ATOMIC_MS
+ * (abandoning each as soon as seq moves), and then goes entry by entry:
+ * each entry, with its endpoint name and the rest of a long topic, is
+ * copied between two equal even values of seq, and its topic must match
+ * its hash.  The reader then gets (snapshot->atomic 0):
+ *   - every route untorn: topic, endpoint, slot, state, hits and times are
+ *     those of one moment of that route;
+ *   - every route that existed for the whole call, once;
+ *   - routes inserted, deleted or evicted during the call, or not;
+ *   - no (endpoint, topic) twice: if one was deleted and inserted again
+ *     during the call, only its later copy;
+ *   - the order by last_ms, newest first (the LRU order but for ties);
+ *   - stats from one moment of the call, so stats.entries may differ from n.
+ * A whole copy (atomic 1) is one moment, in exact LRU order.  Nothing in
+ * the layout or the writer changed for this (version 1 still): lookups
+ * cost what they did.
+ *
  * Time: every call takes now_ms from a clock of the caller's choice
  * (util_now_ms() in the daemon, a counter in tests), and open takes the
  * same clock's reading in params->now_ms.  A call whose clock is behind the
@@ -85,7 +106,11 @@
 #define ROUTE_CACHE_MAX_CAPACITY 1000000
 #define ROUTE_CACHE_DEFAULT_TTL_MS (300u * 1000u)
 #define ROUTE_CACHE_DEFAULT_MODE 0600u
-#define ROUTE_SNAPSHOT_TRIES 1000           /* copies a snapshot attempts */
+#define ROUTE_SNAPSHOT_TRIES 1000           /* copies a snapshot attempts: of the
+					       table, then of each entry */
+#define ROUTE_SNAPSHOT_ATOMIC_MS 20         /* and time it spends on whole copies */
+#define ROUTE_SNAP_PER_ENTRY 1u             /* route_cache_snapshot_flags(): go
+					       entry by entry at once */
 
 enum route_state {
 	ROUTE_STATE_NONE,
@@ -209,20 +234,27 @@ int route_cache_foreach(struct route_cache *rc, route_cache_cb cb, void *arg);
 /* ---- readers (other processes; read-only mapping, never write) ---- */
 
 struct route_snapshot {
-	struct route_cache_stats stats;
+	struct route_cache_stats stats; /* at one moment, even when !atomic */
 	size_t n;
 	struct route_entry *entries;    /* n, most recently used first */
-	unsigned tries;                 /* copies it took */
+	int atomic;                     /* 1: the whole table at one moment */
+	unsigned tries;                 /* whole-table copies tried */
+	unsigned retries;               /* entry copies redone (!atomic) */
 	/* the strings follow, in the same allocation */
 };
 
-/* Copies a consistent snapshot of the segment shm_name.  0, or -ENOENT (no
- * segment), -EACCES, -EPROTO (not a route cache, another version, truncated
- * or a bad header checksum), -EBADMSG (inconsistent tables), -EAGAIN (the
- * writer kept changing it for ROUTE_SNAPSHOT_TRIES copies, or died in the
- * middle of a change), -ENOMEM; the reason in err. */
+/* Copies a snapshot of the segment shm_name (see "Readers" above for what
+ * it promises).  0, or -ENOENT (no segment), -EACCES, -EPROTO (not a route
+ * cache, another version, truncated or a bad header checksum), -EBADMSG
+ * (inconsistent tables, or an entry whose topic does not match its hash),
+ * -EAGAIN (the writer died in the middle of a change, or never left one
+ * entry alone for ROUTE_SNAPSHOT_TRIES copies), -ENOMEM; the reason in err. */
 int route_cache_snapshot(const char *shm_name, struct route_snapshot **out,
 			 char *err, size_t errlen);
+/* The same; flags ROUTE_SNAP_PER_ENTRY skips the whole-table copies (tests,
+ * benchmarks), anything else is -EINVAL. */
+int route_cache_snapshot_flags(const char *shm_name, unsigned flags,
+			       struct route_snapshot **out, char *err, size_t errlen);
 struct route_snapshot *route_snapshot_free(struct route_snapshot *s);
 
 const char *route_state_name(enum route_state st);

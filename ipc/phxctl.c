@@ -7,7 +7,9 @@
  * the reply), so shell scripts need no socat.  Exit status: 0 ok, 1 phxd
  * answered ERR, 2 usage, connection error or timeout.  docs/phxctl.1.
  *
- * Self-contained on purpose: it links json-c and libc only.
+ * `routes --shm` reads phxd's route cache segment itself, through the
+ * reader side of daemon/route_cache (which never writes to it and never
+ * logs); otherwise phxctl only needs json-c and libc.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -32,6 +34,8 @@
 #include <unistd.h>
 
 #include <json-c/json.h>  /* not common/json.h */
+
+#include "daemon/route_cache.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -102,6 +106,8 @@ static void usage(FILE *f)
 		"  stats                  counters, gauges, latency percentiles\n"
 		"  metrics                Prometheus text format\n"
 		"  routes [N]             channels, busiest first (the N busiest)\n"
+		"  routes --shm [NAME]    the route cache, read from shared memory, not asked\n"
+		"                         (default: the segment of the client socket's phxd)\n"
 		"  upstreams              upstream connections\n"
 		"  clients                local clients\n"
 		"  pool                   the upstream pools, binary pool, hibernation\n"
@@ -545,6 +551,139 @@ static int run_control(const struct opts *o, int argc, char **argv)
 	return code;
 }
 
+/* ---- the route cache in shared memory ------------------------------------------ */
+
+/* s as a JSON string, escaped. */
+static void json_put_str(FILE *f, const char *s, size_t n)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The snapshot as one line of JSON, shaped like the control socket's ROUTES
+ * (topic, endpoint, upstream, state, idle_ms, last_activity) plus what only
+ * the cache knows.  Its stamps are phxd's CLOCK_MONOTONIC milliseconds, the
+ * clock now_ms() reads too (same machine, same boot: /dev/shm is a tmpfs). */
+static void routes_shm_json(FILE *f, const char *name, const struct route_snapshot *s)
+{
+	const struct route_cache_stats *st = &s->stats;
+	int64_t now = now_ms(), wall = wall_ms();
+
+	fputs("{\"segment\":", f);
+	json_put_str(f, name, strlen(name));
+	fprintf(f, ",\"atomic\":%s,\"count\":%zu,\"shown\":%zu,\"entries\":%u,\"capacity\":%u,"
+		"\"ttl_ms\":%u,\"generation\":%llu,\"hits\":%llu,\"misses\":%llu,"
+		"\"inserts\":%llu,\"updates\":%llu,\"deletes\":%llu,\"evictions\":%llu,"
+		"\"expirations\":%llu,\"routes\":[", s->atomic ? "true" : "false", s->n, s->n,
+		st->entries, st->capacity, st->ttl_ms, (unsigned long long)st->generation,
+		(unsigned long long)st->hits, (unsigned long long)st->misses,
+		(unsigned long long)st->inserts, (unsigned long long)st->updates,
+		(unsigned long long)st->deletes, (unsigned long long)st->evictions,
+		(unsigned long long)st->expirations);
+	for (size_t i = 0; i < s->n; i++) {
+		const struct route_entry *e = &s->entries[i];
+		fputs(i ? ",{\"topic\":" : "{\"topic\":", f);
+		json_put_str(f, e->topic, e->topic_len);
+		fputs(",\"endpoint\":", f);
+		json_put_str(f, e->endpoint, strlen(e->endpoint));
+		fprintf(f, ",\"upstream\":%u,\"state\":\"%s\",\"hits\":%llu", e->slot,
+			route_state_name((enum route_state)e->state), (unsigned long long)e->hits);
+		if ((int64_t)e->last_ms <= now)
+			fprintf(f, ",\"idle_ms\":%lld,\"last_activity\":%lld",
+				(long long)(now - (int64_t)e->last_ms),
+				(long long)(wall - (now - (int64_t)e->last_ms)));
+		else
+			fputs(",\"idle_ms\":null,\"last_activity\":null", f);
+		if ((int64_t)e->created_ms <= now)
+			fprintf(f, ",\"since\":%lld}", (long long)(wall - (now - (int64_t)e->created_ms)));
+		else
+			fputs(",\"since\":null}", f);
+	}
+	fputs("]}\n", f);
+}
+
+/* `routes --shm [NAME]`: reads phxd's route cache segment directly, without
+ * asking phxd (works while phxd is busy, stopped or hung).  NAME defaults to
+ * the segment phxd names after its client socket path. */
+static int run_routes_shm(const struct opts *o, int argc, char **argv)
+{
+	const char *arg = NULL;
+	char name[300], err[512];
+	struct route_snapshot *s = NULL;
+
+	if (strncmp(argv[1], "--shm=", 6) == 0) {
+		arg = argv[1] + 6;
+		if (argc > 2)
+			die_usage("routes: too many arguments");
+	} else {
+		if (argc > 3)
+			die_usage("routes: too many arguments");
+		arg = argc == 3 ? argv[2] : NULL;
+	}
+	if (arg)
+		snprintf(name, sizeof(name), "%s", arg);
+	else
+		route_cache_default_name(o->socket, name, sizeof(name));
+	int r = route_cache_snapshot(name, &s, err, sizeof(err));
+	switch (r) {
+	case 0:
+		break;
+	case -EINVAL:
+		die_usage("routes --shm: '%s' is not a shared memory name (want /name, as "
+			  "route_cache_name in phxd.conf)", name);
+	case -ENOENT:
+		if (arg)
+			fail(EXIT_USAGE, "routes --shm: no route cache %s", name);
+		fail(EXIT_USAGE, "routes --shm: no route cache %s, the one phxd makes for the client "
+		     "socket %s (is phxd running with that socket, route_cache_size > 0 and no "
+		     "route_cache_name? else pass the name)", name, o->socket);
+	case -EACCES:
+	case -EPERM:
+		fail(EXIT_USAGE, "routes --shm: %s: permission denied (the route cache is as private "
+		     "as phxd's sockets: run phxctl as phxd's user)", name);
+	case -EPROTO:
+		fail(EXIT_USAGE, "routes --shm: %s (not a phxd route cache, or one of another "
+		     "version)", err);
+	default:
+		fail(EXIT_USAGE, "routes --shm: %s", *err ? err : strerror(-r));
+	}
+	if (o->pretty) {
+		char *text = NULL;
+		size_t len = 0;
+		FILE *m = open_memstream(&text, &len);
+		if (!m)
+			fail(EXIT_USAGE, "out of memory");
+		routes_shm_json(m, name, s);
+		if (fclose(m) != 0)
+			fail(EXIT_USAGE, "out of memory");
+		text[len ? len - 1 : 0] = '\0';         /* the newline */
+		print_json_pretty(text);
+		free(text);
+	} else {
+		routes_shm_json(stdout, name, s);
+	}
+	route_snapshot_free(s);
+	if (fflush(stdout) != 0 && errno != EPIPE)
+		fail(EXIT_USAGE, "stdout: %s", strerror(errno));
+	return EXIT_OK;
+}
+
 /* ---- the client socket ------------------------------------------------------- */
 
 /* A reply line "KIND @TAG VERB TARGET PAYLOAD", split in place. */
@@ -885,5 +1024,8 @@ int main(int argc, char **argv)
 	if (strcmp(argv[0], "push") == 0)
 		return run_push(&o, argc, argv);
 	signal(SIGPIPE, SIG_IGN);
+	if (strcmp(argv[0], "routes") == 0 && argc >= 2 &&
+	    (strcmp(argv[1], "--shm") == 0 || strncmp(argv[1], "--shm=", 6) == 0))
+		return run_routes_shm(&o, argc, argv);
 	return run_control(&o, argc, argv);
 }

@@ -32,6 +32,8 @@
 #include <json-c/json.h>    /* not common/json.h */
 
 #include "it_util.h"
+#include "daemon/route_cache.h"
+#include <grp.h>            /* setgroups: phxctl as another user */
 
 #define SKIP_IF(cond, why) do { \
 		if (cond) { \
@@ -1527,6 +1529,181 @@ START_TEST(activated_control_socket)
 }
 END_TEST
 
+/* ---- tests: phxctl routes --shm --------------------------------------------------- */
+
+/* The route of topic in a `routes --shm` answer, NULL when not listed. */
+static struct json_object *shm_route(struct json_object *o, const char *topic)
+{
+	struct json_object *rs = jarray(o, "routes");
+	for (size_t i = 0; i < json_object_array_length(rs); i++) {
+		struct json_object *r = json_object_array_get_idx(rs, i);
+		if (strcmp(json_object_get_string(jget(r, "topic")), topic) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+/* "phxctl ARGS" piped, which must succeed: its JSON (the caller puts it). */
+static struct json_object *shm_routes(const char *args)
+{
+	static char out[1 << 20];
+	int st = phxctl(out, sizeof(out), "%s", args);
+	ck_assert_msg(st == 0, "%s: status %d: %s", args, st, phxctl_stderr());
+	struct json_object *o = json_tokener_parse(out);
+	ck_assert_msg(o != NULL, "%s: not JSON: %.300s", args, out);
+	return o;
+}
+
+/* Runs "phxctl ARGS" as uid 65534 when we are root (who may read anything),
+ * else as ourselves: its exit status; stdout and stderr in out. */
+static int phxctl_unprivileged(char *out, size_t cap, const char *args)
+{
+	char cmd[2048];
+	int p[2], st;
+	snprintf(cmd, sizeof(cmd), "%s %s 2>&1", phxctl_bin, args);
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], STDOUT_FILENO);
+		close(p[0]);
+		close(p[1]);
+		if (geteuid() == 0 && (setgroups(0, NULL) < 0 || setgid(65534) < 0 ||
+				       setuid(65534) < 0))
+			_exit(99);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(98);
+	}
+	close(p[1]);
+	size_t n = 0;
+	ssize_t r;
+	while (n + 1 < cap && (r = read(p[0], out + n, cap - 1 - n)) > 0)
+		n += (size_t)r;
+	out[n] = '\0';
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+/* `phxctl routes --shm` reads phxd's route cache segment itself: the topics
+ * phxd joined and left, with their state and slot; its default name is the
+ * one phxd derives from the client socket; a missing, foreign or unreadable
+ * segment is a clear error with status 2. */
+START_TEST(phxctl_routes_shm)
+{
+	static const char *const topics[] = { "room:shm1", "room:shm2", "room:sh\\\\m3" };
+	static char out[1 << 16];
+	char args[1024], name[300], other[300];
+	phxctl_paths();
+
+	/* phxd's own segment (route_cache_name): two joined, one left. */
+	struct it_client *c = it_connect(&env);
+	it_send(c, "JOIN room:shm1 room:shm2 {}");
+	IT_EXPECT_PREFIX(c, "OK JOIN room:shm1 ");
+	IT_EXPECT_PREFIX(c, "OK JOIN room:shm2 ");
+	it_send(c, "JOIN room:sh\\\\m3 {}");
+	IT_EXPECT_PREFIX(c, "OK JOIN room:sh\\\\m3 ");
+	it_send(c, "LEAVE room:shm2");
+	IT_EXPECT(c, "OK LEAVE room:shm2 {}");
+	struct json_object *o = NULL;
+	snprintf(args, sizeof(args), "routes --shm %s", shm_name);
+	long end = it_now_ms() + IT_TIMEOUT_MS;
+	for (;;) {      /* the cache hears of the leave when phxd ends the channel */
+		o = shm_routes(args);
+		struct json_object *r2 = shm_route(o, "room:shm2");
+		if (r2 && strcmp(json_object_get_string(jget(r2, "state")), "none") == 0)
+			break;
+		json_object_put(o);
+		ck_assert_msg(it_now_ms() < end, "room:shm2 never became none");
+		usleep(20000);
+	}
+	struct json_object *ctl = ctl_json("ROUTES");
+	ck_assert_str_eq(json_object_get_string(jget(o, "segment")), shm_name);
+	ck_assert_int_eq(jint(o, "count"), 3);
+	ck_assert_int_eq(jint(o, "entries"), 3);
+	ck_assert_int_eq(jint(o, "capacity"), 1000);
+	ck_assert_int_ge(jint(o, "inserts"), 3);
+	ck_assert(json_object_is_type(jget(o, "atomic"), json_type_boolean));
+	ck_assert_int_eq(json_object_array_length(jarray(o, "routes")), 3);
+	for (size_t i = 0; i < 3; i++) {
+		const char *t = topics[i];
+		struct json_object *r = shm_route(o, t);
+		ck_assert_msg(r != NULL, "%s not listed", t);
+		ck_assert_str_eq(json_object_get_string(jget(r, "endpoint")), "main");
+		ck_assert_str_eq(json_object_get_string(jget(r, "state")), i == 1 ? "none" : "joined");
+		ck_assert_int_ge(jint(r, "upstream"), 0);
+		ck_assert_int_ge(jint(r, "idle_ms"), 0);
+		ck_assert_int_gt(jint(r, "last_activity"), 1600000000000LL);
+		ck_assert_int_gt(jint(r, "since"), 1600000000000LL);
+		ck_assert_int_le(jint(r, "since"), jint(r, "last_activity"));
+	}
+	/* The slot is the upstream phxd reports over its control socket. */
+	struct json_object *cr = shm_route(ctl, "room:shm1");
+	ck_assert_ptr_nonnull(cr);
+	ck_assert_int_eq(jint(cr, "upstream"), jint(shm_route(o, "room:shm1"), "upstream"));
+	/* Most recently used first: the leave touched room:shm2 last. */
+	struct json_object *first = json_object_array_get_idx(jarray(o, "routes"), 0);
+	ck_assert_str_eq(json_object_get_string(jget(first, "topic")), "room:shm2");
+	json_object_put(o);
+	json_object_put(ctl);
+
+	/* Pretty on request: a "routes (3)" table. */
+	ck_assert_int_eq(phxctl(out, sizeof(out), "-P routes --shm=%s", shm_name), 0);
+	ck_assert_msg(strstr(out, "routes (3)") && strstr(out, "joined") &&
+		      strstr(out, "room:shm1"), "pretty: %s", out);
+	it_close(c);
+
+	/* No NAME: the segment phxd makes for -s's socket when route_cache_name
+	 * is not set; this phxd has one set, so there is none yet... */
+	route_cache_default_name(env.sock, name, sizeof(name));
+	ck_assert_int_eq(phxctl(out, sizeof(out), "-s %s routes --shm", env.sock), 2);
+	ck_assert_msg(strstr(phxctl_stderr(), name) && strstr(phxctl_stderr(), "no route cache"),
+		      "stderr: %s", phxctl_stderr());
+	/* ...until a writer makes it (removed by it_env_stop). */
+	struct route_cache *rc;
+	char err[256];
+	ck_assert_int_eq(route_cache_open(&rc, name, NULL, err, sizeof(err)), 0);
+	ck_assert_int_eq(route_cache_put(rc, "room:def", 8, "ep2", 3, ROUTE_STATE_JOINING, 1), 1);
+	snprintf(args, sizeof(args), "-s %s routes --shm", env.sock);
+	o = shm_routes(args);
+	ck_assert_str_eq(json_object_get_string(jget(o, "segment")), name);
+	ck_assert_int_eq(jint(o, "count"), 1);
+	struct json_object *r = shm_route(o, "room:def");
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(json_object_get_string(jget(r, "endpoint")), "ep2");
+	ck_assert_str_eq(json_object_get_string(jget(r, "state")), "joining");
+	ck_assert_int_eq(jint(r, "upstream"), 3);
+	json_object_put(o);
+	route_cache_close(rc);
+
+	/* Not a route cache: junk of a plausible size. */
+	snprintf(other, sizeof(other), "%s-junk", shm_name);
+	int fd = shm_open(other, O_RDWR | O_CREAT | O_EXCL, 0600);
+	ck_assert_int_ge(fd, 0);
+	char junk[4096];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (char)(i * 131 + 7);
+	ck_assert_int_eq(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	ck_assert_int_eq(phxctl(out, sizeof(out), "routes --shm %s", other), 2);
+	ck_assert_msg(strstr(phxctl_stderr(), "not a phxd route cache"), "stderr: %s",
+		      phxctl_stderr());
+	/* Unreadable: mode 0 (and another user when we are root). */
+	ck_assert_int_eq(fchmod(fd, 0), 0);
+	close(fd);
+	snprintf(args, sizeof(args), "routes --shm %s", other);
+	ck_assert_int_eq(phxctl_unprivileged(out, sizeof(out), args), 2);
+	ck_assert_msg(strstr(out, "permission denied"), "output: %s", out);
+	shm_unlink(other);
+	/* Missing, and not a name at all. */
+	ck_assert_int_eq(phxctl(out, sizeof(out), "routes --shm %s", other), 2);
+	ck_assert_msg(strstr(phxctl_stderr(), "no route cache"), "stderr: %s", phxctl_stderr());
+	ck_assert_int_eq(phxctl(out, sizeof(out), "routes --shm no-slash"), 2);
+	ck_assert_int_eq(phxctl(out, sizeof(out), "routes --shm %s extra", shm_name), 2);
+	ck_assert_str_eq(out, "");
+}
+END_TEST
+
 static Suite *ctl_suite(void)
 {
 	Suite *s = suite_create("it_ctl");
@@ -1561,6 +1738,12 @@ static Suite *ctl_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, phxctl_control_commands);
 	tcase_add_test(tc, phxctl_push_and_join);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("phxctl_shm");
+	tcase_add_checked_fixture(tc, start_default, stop_env);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, phxctl_routes_shm);
 	suite_add_tcase(s, tc);
 	return s;
 }

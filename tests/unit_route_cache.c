@@ -1199,7 +1199,7 @@ static size_t rd_topic(unsigned k, char *b)
 }
 
 struct rd_result {
-	unsigned ok, eagain, bad, tries;
+	unsigned ok, eagain, bad, tries, walked;
 	char why[200];
 };
 
@@ -1209,7 +1209,7 @@ static int rd_check(const struct route_snapshot *s, char *why, size_t n)
 	unsigned char seen[RD_KEYS] = { 0 };
 	const struct route_cache_stats *st = &s->stats;
 
-	if (s->n != st->entries ||
+	if ((s->atomic && s->n != st->entries) || s->n > RD_KEYS ||
 	    st->inserts - st->evictions - st->deletes - st->expirations != st->entries) {
 		snprintf(why, n, "counts: n %zu entries %u", s->n, st->entries);
 		return -1;
@@ -1222,7 +1222,8 @@ static int rd_check(const struct route_snapshot *s, char *why, size_t n)
 		snprintf(ep, sizeof(ep), "ep%u", k % 5);
 		if (len != e->topic_len || memcmp(t, e->topic, len + 1) != 0 || seen[k]++ ||
 		    e->state != e->slot % 4 || strcmp(e->endpoint, ep) != 0 ||
-		    e->last_ms < e->slot || e->created_ms > e->last_ms || e->hits > st->hits) {
+		    e->last_ms < e->slot || e->created_ms > e->last_ms ||
+		    (s->atomic && e->hits > st->hits)) {   /* a walk reads stats first */
 			snprintf(why, n, "torn entry %zu: slot %u state %u ep %s last %llu "
 				 "topic %.40s", i, e->slot, e->state, e->endpoint,
 				 (unsigned long long)e->last_ms, e->topic);
@@ -1246,7 +1247,9 @@ static void rd_child(int done_fd, int res_fd, int ready_fd)
 
 		if (poll(&pfd, 1, 0) > 0)
 			finished = 1;
-		r = route_cache_snapshot(seg, &s, err, sizeof(err));
+		/* every other one entry by entry: many small walks meet many writes */
+		r = route_cache_snapshot_flags(seg, (res.ok + res.eagain) % 2 ?
+					       ROUTE_SNAP_PER_ENTRY : 0, &s, err, sizeof(err));
 		if (r == -EAGAIN) {
 			res.eagain++;
 		} else if (r < 0) {
@@ -1257,7 +1260,7 @@ static void rd_child(int done_fd, int res_fd, int ready_fd)
 			if (rd_check(s, res.why, sizeof(res.why)))
 				res.bad++;
 			else
-				res.ok++;
+				res.ok++, res.walked += !s->atomic;
 			route_snapshot_free(s);
 		}
 		if (res.ok + res.eagain + res.bad == 1 && write(ready_fd, "r", 1) != 1)
@@ -1329,6 +1332,7 @@ START_TEST(test_reader_process)
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	ck_assert_msg(rr.bad == 0, "%u bad snapshots: %s", rr.bad, rr.why);
 	ck_assert_msg(rr.ok >= 5, "only %u good snapshots (%u EAGAIN)", rr.ok, rr.eagain);
+	ck_assert_msg(rr.walked >= 2, "only %u entry-by-entry snapshots", rr.walked);
 	close(done[1]);
 	close(res[0]);
 	close(ready[0]);
@@ -1339,6 +1343,289 @@ START_TEST(test_reader_process)
 	ck_assert_uint_gt(s->stats.evictions, 0);
 	ck_assert_uint_gt(s->stats.deletes, 0);
 	route_snapshot_free(s);
+	route_cache_close(rc);
+}
+END_TEST
+
+/* ---- entry-by-entry snapshots -------------------------------------------------- */
+
+/* s holds what foreach sees, as a set (the walk orders equal stamps its own
+ * way), by last_ms newest first. */
+static void snapshot_same_set(struct route_cache *rc, const struct route_snapshot *s)
+{
+	static struct collect c;
+	size_t found = 0;
+
+	c.n = 0;
+	ck_assert_int_eq(route_cache_foreach(rc, collect_cb, &c), 0);
+	ck_assert_uint_eq(s->n, c.n);
+	for (size_t i = 0; i < s->n; i++) {
+		const struct route_entry *a = &s->entries[i];
+
+		ck_assert(i == 0 || s->entries[i - 1].last_ms >= a->last_ms);
+		ck_assert_uint_eq(strlen(a->topic), a->topic_len);
+		for (size_t k = 0; k < c.n; k++) {
+			const struct route_entry *b = &c.e[k];
+
+			if (b->topic_len != a->topic_len || strcmp(c.topics[k], a->topic) ||
+			    strcmp(c.eps[k], a->endpoint))
+				continue;
+			ck_assert_uint_eq(a->slot, b->slot);
+			ck_assert_uint_eq(a->state, b->state);
+			ck_assert_uint_eq(a->hits, b->hits);
+			ck_assert_uint_eq(a->last_ms, b->last_ms);
+			ck_assert_uint_eq(a->created_ms, b->created_ms);
+			found++;
+		}
+	}
+	ck_assert_uint_eq(found, c.n);
+}
+
+START_TEST(test_snapshot_per_entry)
+{
+	struct route_cache *rc = open_cap(40, 6, 0);
+	struct route_snapshot *s;
+	char err[256];
+
+	ck_assert_int_eq(route_cache_snapshot_flags(seg, 2, &s, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(route_cache_snapshot_flags(seg, ROUTE_SNAP_PER_ENTRY, &s, err,
+						    sizeof(err)), 0);
+	ck_assert_uint_eq(s->n, 0);
+	ck_assert_int_eq(s->atomic, 0);
+	s = route_snapshot_free(s);
+	/* Long topics (long slots evicted), four endpoints, deletes, hits, and
+	 * stamps that repeat (the walk's order for ties is its own). */
+	for (unsigned i = 0; i < 60; i++) {
+		char tt[520], ep[16];
+
+		snprintf(tt, sizeof(tt), "%u%s", i % 45,
+			 topic_len(i % 4 ? "p" : "plong", i % 4 ? 3 + i : 66 + i * 3));
+		snprintf(ep, sizeof(ep), "ep-%u", i % 4);
+		ck_assert_int_ge(put(rc, tt, ep, (uint16_t)i, (enum route_state)(i % 4), i / 3),
+				 0);
+		if (i % 5 == 0)
+			look(rc, tt, i / 3, NULL);
+		if (i % 11 == 0)
+			route_cache_del(rc, ep, tt, strlen(tt));
+	}
+	ck_assert_int_eq(route_cache_snapshot_flags(seg, ROUTE_SNAP_PER_ENTRY, &s, err,
+						    sizeof(err)), 0);
+	ck_assert_int_eq(s->atomic, 0);
+	ck_assert_uint_eq(s->tries, 0);
+	ck_assert_uint_eq(s->retries, 0);
+	snapshot_same_set(rc, s);
+	{
+		struct route_cache_stats st = stats(rc);
+		ck_assert(stats_eq(&s->stats, &st));
+	}
+	s = route_snapshot_free(s);
+	/* Unbusy: the default is one whole copy. */
+	ck_assert_int_eq(route_cache_snapshot(seg, &s, err, sizeof(err)), 0);
+	ck_assert_int_eq(s->atomic, 1);
+	ck_assert_uint_eq(s->tries, 1);
+	snapshot_matches(rc, s);
+	s = route_snapshot_free(s);
+	route_cache_close(rc);
+
+	/* A consistent but corrupt entry: its topic no longer matches its hash. */
+	make_valid(50, 1);
+	poke(seg, ent_off(seg, 7) + ENT_KEY, "X", 1);
+	ck_assert_int_eq(route_cache_snapshot_flags(seg, ROUTE_SNAP_PER_ENTRY, &s, err,
+						    sizeof(err)), -EBADMSG);
+	ck_assert_ptr_nonnull(strstr(err, "hash"));
+	route_cache_unlink(seg);
+	/* A writer that died mid-update: no moment is consistent. */
+	make_valid(50, 1);
+	{
+		uint64_t odd = 9;
+		poke(seg, OFF_SEQ, &odd, 8);
+	}
+	ck_assert_int_eq(route_cache_snapshot_flags(seg, ROUTE_SNAP_PER_ENTRY, &s, err,
+						    sizeof(err)), -EAGAIN);
+	ck_assert_ptr_nonnull(strstr(err, "consistent"));
+}
+END_TEST
+
+/* ---- a reader during heavy writes on a big table ------------------------------ *
+ * Every write is a put of key k at counter c: topic big_topic(k), endpoint
+ * "ep<k % 5>", slot c & 0xffff, state c % 4, last_ms c (c only grows).  Any
+ * entry mixing two writes (or two keys) breaks one of those relations. */
+
+#define BIG_CAP 100000u
+#define BIG_KEYS (BIG_CAP + BIG_CAP / 2)
+#define BIG_WANT 3                      /* good snapshots of each kind */
+
+static size_t big_topic(unsigned k, char *b)
+{
+	size_t len = k % 7 == 0 ? 70 + k % 150 : 10 + k % 40;   /* 1 in 7 long */
+	int n = snprintf(b, 16, "b%06u:", k);
+
+	for (size_t i = (size_t)n; i < len; i++)
+		b[i] = (char)('a' + (k * 7 + i) % 26);
+	b[len] = 0;
+	return len;
+}
+
+static unsigned big_key(unsigned c)
+{
+	return (unsigned)(((uint64_t)c * 2654435761u) % BIG_KEYS);
+}
+
+struct big_result {
+	unsigned atomic, walked, eagain, bad;
+	char why[200];
+};
+
+static int big_check(const struct route_snapshot *s, unsigned char *seen, char *why, size_t n)
+{
+	char t[ROUTE_TOPIC_MAX + 1], ep[8];
+
+	memset(seen, 0, BIG_KEYS);
+	if (s->atomic && s->n != s->stats.entries) {
+		snprintf(why, n, "atomic snapshot of %zu entries, stats say %u", s->n,
+			 s->stats.entries);
+		return -1;
+	}
+	if (s->n > BIG_CAP) {
+		snprintf(why, n, "%zu entries in a table of %u", s->n, BIG_CAP);
+		return -1;
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		const struct route_entry *e = &s->entries[i];
+		unsigned k = BIG_KEYS;
+
+		if (sscanf(e->topic, "b%6u:", &k) != 1 || k >= BIG_KEYS) {
+			snprintf(why, n, "entry %zu: bad topic %.40s", i, e->topic);
+			return -1;
+		}
+		size_t len = big_topic(k, t);
+		snprintf(ep, sizeof(ep), "ep%u", k % 5);
+		if (len != e->topic_len || memcmp(t, e->topic, len + 1) != 0 ||
+		    strcmp(e->endpoint, ep) != 0 || e->slot != (e->last_ms & 0xffff) ||
+		    e->state != e->last_ms % 4 || e->created_ms > e->last_ms || e->hits ||
+		    (i && e->last_ms > s->entries[i - 1].last_ms) || seen[k]++) {
+			snprintf(why, n, "torn or repeated entry %zu: key %u slot %u state %u "
+				 "last %llu ep %s len %zu", i, k, e->slot, e->state,
+				 (unsigned long long)e->last_ms, e->endpoint, e->topic_len);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Alternates default and entry-by-entry snapshots until it has BIG_WANT
+ * good ones of each (at most 200 tries). */
+static void big_child(int res_fd)
+{
+	static unsigned char seen[BIG_KEYS];
+	struct big_result res;
+	unsigned walked_forced = 0, good_default = 0;
+
+	memset(&res, 0, sizeof(res));
+	for (unsigned i = 0; i < 200 && !res.bad; i++) {
+		struct route_snapshot *s;
+		char err[160];
+		unsigned flags = i % 2 ? ROUTE_SNAP_PER_ENTRY : 0;
+		int r = route_cache_snapshot_flags(seg, flags, &s, err, sizeof(err));
+
+		if (r == -EAGAIN) {
+			res.eagain++;
+		} else if (r < 0) {
+			res.bad++;
+			snprintf(res.why, sizeof(res.why), "snapshot: %s", err);
+		} else {
+			if (big_check(s, seen, res.why, sizeof(res.why)))
+				res.bad++;
+			else if (s->atomic)
+				res.atomic++;
+			else
+				res.walked++;
+			walked_forced += flags && !s->atomic;
+			good_default += !flags;
+			route_snapshot_free(s);
+		}
+		if (walked_forced >= BIG_WANT && good_default >= BIG_WANT)
+			break;
+	}
+	if (write(res_fd, &res, sizeof(res)) != (ssize_t)sizeof(res))
+		_exit(2);
+	_exit(0);
+}
+
+static void big_put(struct route_cache *rc, unsigned c)
+{
+	char t[ROUTE_TOPIC_MAX + 1], ep[8];
+	unsigned k = c <= BIG_CAP ? c - 1 : big_key(c);
+	size_t len = big_topic(k, t);
+
+	snprintf(ep, sizeof(ep), "ep%u", k % 5);
+	if (c > BIG_CAP && c % 23 == 0) {
+		route_cache_del(rc, ep, t, len);
+		return;
+	}
+	int r = route_cache_put(rc, t, len, ep, (uint16_t)c, (enum route_state)(c % 4), c);
+	CHECK(r >= 0, "put %u: %d", c, r);
+}
+
+START_TEST(test_reader_big)
+{
+	/* static: the forked child _exits holding a copy, reachable for valgrind */
+	static struct route_cache *rc;
+	struct route_snapshot *a, *w;
+	struct big_result br;
+	int res[2], status;
+	unsigned c = 1;
+	pid_t pid;
+
+	rc = open_cap(BIG_CAP, 0, 0);
+	for (; c <= BIG_CAP; c++)
+		big_put(rc, c);
+	ck_assert_int_eq(pipe(res), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(res[0]);
+		big_child(res[1]);
+	}
+	close(res[1]);
+	/* Writes until the reader is done: bursts of 256 puts, then a peek. */
+	for (;;) {
+		struct pollfd pfd = { .fd = res[0], .events = POLLIN };
+
+		for (unsigned i = 0; i < 256; i++, c++)
+			big_put(rc, c);
+		if (poll(&pfd, 1, 0) > 0)
+			break;
+	}
+	ck_assert_int_eq(read(res[0], &br, sizeof(br)), (ssize_t)sizeof(br));
+	close(res[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_msg(br.bad == 0, "%u bad snapshots: %s", br.bad, br.why);
+	ck_assert_msg(br.walked >= BIG_WANT && br.atomic + br.walked >= 2 * BIG_WANT,
+		      "%u whole, %u entry by entry, %u EAGAIN", br.atomic, br.walked,
+		      br.eagain);
+	ck_assert_uint_gt(stats(rc).evictions, 0);
+	ck_assert_uint_gt(stats(rc).long_entries, 0);
+
+	/* Quiet now: a walk gives what a whole copy gives, in the same order
+	 * (every stamp differs). */
+	ck_assert_int_eq(route_cache_snapshot(seg, &a, NULL, 0), 0);
+	ck_assert_int_eq(a->atomic, 1);
+	ck_assert_int_eq(route_cache_snapshot_flags(seg, ROUTE_SNAP_PER_ENTRY, &w, NULL, 0), 0);
+	ck_assert_uint_eq(a->n, w->n);
+	ck_assert_uint_eq(a->n, stats(rc).entries);
+	for (size_t i = 0; i < a->n; i++) {
+		const struct route_entry *x = &a->entries[i], *y = &w->entries[i];
+
+		CHECK(x->topic_len == y->topic_len && strcmp(x->topic, y->topic) == 0 &&
+		      strcmp(x->endpoint, y->endpoint) == 0 && x->slot == y->slot &&
+		      x->state == y->state && x->last_ms == y->last_ms &&
+		      x->created_ms == y->created_ms && x->hits == y->hits,
+		      "entry %zu differs: %s / %s", i, x->topic, y->topic);
+	}
+	route_snapshot_free(a);
+	route_snapshot_free(w);
 	route_cache_close(rc);
 }
 END_TEST
@@ -1935,7 +2222,8 @@ int main(void)
 	SUITE("restart", test_reopen, test_crash_recovery, test_rebuild_foreign,
 	      test_rebuild_header, test_rebuild_size, test_rebuild_corrupt, test_mode,
 	      test_runtime_corruption);
-	SUITE("readers", test_snapshot, test_snapshot_bad, test_reader_process);
+	SUITE("readers", test_snapshot, test_snapshot_bad, test_reader_process,
+	      test_snapshot_per_entry, test_reader_big);
 	SUITE("scale", test_million, test_model);
 
 	srunner_run_all(sr, CK_NORMAL);
