@@ -44,7 +44,6 @@
 
 static struct it_env env;
 static char ctl_path[300];      /* phxd's control socket */
-static char log_path[300];      /* phxd's stderr */
 static int metrics_port;        /* metrics_listen, 0: not set */
 static char shm_name[64];       /* phxd's route cache, removed at the end */
 static char shm_line[128];      /* "route_cache_name = ..." */
@@ -72,7 +71,7 @@ static int free_port(void)
 }
 
 /* phxsim, then phxd with the global config lines (where "@DIR@" stands for
- * the test directory) and its stderr in log_path; waits for both sockets. */
+ * the test directory) and its stderr in env.log; waits for both sockets. */
 static void start_with(const char *global_tpl, const char *endpoint)
 {
 	char global[2048], wrap[512];
@@ -102,8 +101,8 @@ static void start_with(const char *global_tpl, const char *endpoint)
 	else
 		snprintf(ctl_path, sizeof(ctl_path), "%s/control.sock", env.dir);
 	it_write_conf(&env, global, endpoint);
-	snprintf(log_path, sizeof(log_path), "%s/phxd.log", env.dir);
-	int lfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	snprintf(env.log, sizeof(env.log), "%s/phxd.log", env.dir);
+	int lfd = open(env.log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
 	ck_assert_int_ge(lfd, 0);
 	int argc = it_wrapper_argv(wrap, sizeof(wrap), argv, 20);
 	argv[argc++] = (char *)it_env_or("PHXD_BIN", "./phxd");
@@ -161,26 +160,12 @@ static void start_timeouts(void)
 
 static void stop_env(void)
 {
-	unlink(log_path);
+	unlink(env.log);
 	it_env_stop(&env);
 	shm_unlink(shm_name);
 	struct stat st;
 	/* phxd removes the control socket it made */
 	ck_assert_msg(stat(ctl_path, &st) != 0, "%s is still there", ctl_path);
-}
-
-/* The lines of phxd's log holding needle. */
-static int log_count(const char *needle)
-{
-	char line[4096];
-	int n = 0;
-	FILE *f = fopen(log_path, "r");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		n += strstr(line, needle) != NULL;
-	fclose(f);
-	return n;
 }
 
 /* ---- the control socket ----------------------------------------------------- */
@@ -946,8 +931,8 @@ START_TEST(alert_raises_and_clears)
 		IT_EXPECT(c, "OK PUSH room:slow {}");
 	}
 	ck_assert(alert_active("response_time"));
-	ck_assert_int_eq(log_count("alert raised: response_time"), 1);
-	ck_assert_int_eq(log_count("alert cleared: response_time"), 0);
+	ck_assert_int_eq(it_log_count(&env, "alert raised: response_time"), 1);
+	ck_assert_int_eq(it_log_count(&env, "alert cleared: response_time"), 0);
 
 	ck_assert_str_eq(it_ctl(&env, "DELAY 0"), "OK");
 	push_until_alert(c, "response_time", 0);
@@ -957,8 +942,8 @@ START_TEST(alert_raises_and_clears)
 		IT_EXPECT(c, "OK PUSH room:slow {}");
 		usleep(30000);
 	}
-	ck_assert_int_eq(log_count("alert raised: response_time"), 1);
-	ck_assert_int_eq(log_count("alert cleared: response_time"), 1);
+	ck_assert_int_eq(it_log_count(&env, "alert raised: response_time"), 1);
+	ck_assert_int_eq(it_log_count(&env, "alert cleared: response_time"), 1);
 	o = ctl_json("ALERTS");
 	a = json_object_array_get_idx(jarray(o, "alerts"), 3);
 	ck_assert_str_eq(json_object_get_string(jget(a, "state")), "ok");
@@ -993,7 +978,7 @@ START_TEST(alert_raises_on_timeouts)
 	}
 	/* one timeout per sample at most here: it takes three in a row */
 	ck_assert_int_ge(pushes, 3);
-	ck_assert_int_eq(log_count("alert raised: response_time: pushes got no reply within "
+	ck_assert_int_eq(it_log_count(&env, "alert raised: response_time: pushes got no reply within "
 				   "300 ms"), 1);
 	struct json_object *o = ctl_json("ALERTS");
 	struct json_object *a = json_object_array_get_idx(jarray(o, "alerts"), 3);
@@ -1022,7 +1007,7 @@ START_TEST(alert_raises_on_timeouts)
 		ck_assert_msg(it_now_ms() < end, "response_time never cleared without data");
 		usleep(100000);
 	}
-	ck_assert_int_eq(log_count("alert cleared: response_time: nothing measured for 60 "
+	ck_assert_int_eq(it_log_count(&env, "alert cleared: response_time: nothing measured for 60 "
 				   "samples"), 1);
 	o = ctl_json("ALERTS");
 	a = json_object_array_get_idx(jarray(o, "alerts"), 3);
@@ -1493,7 +1478,7 @@ START_TEST(activated_control_socket)
 	char *argv[48];
 	int argc = 0;
 
-	unlink(log_path);
+	unlink(env.log);
 	it_env_stop(&env);              /* the fixture's phxd: not needed here */
 	shm_unlink(shm_name);
 	it_env_prepare(&env);
