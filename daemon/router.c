@@ -698,11 +698,41 @@ static void chan_state_all(struct chan *ch, const char *state, const char *paylo
 
 /* Frees the channel.  send_leave: tell the server (we left); otherwise the
  * server ended it. */
+static void chan_set_parked(struct chan *ch, int parked)
+{
+	if (ch->parked == !!parked)
+		return;
+	ch->parked = !!parked;
+	if (parked)
+		ch->ep->nparked++;
+	else
+		ch->ep->nparked--;
+}
+
+/* A channel left a connection of ep: a rejoin waiting for room (parked)
+ * tries now rather than at its next rejoin_backoff step.  One, since one
+ * place was freed; it moves to whichever connection has the room. */
+static void ep_wake_parked(struct endpoint *ep)
+{
+	struct chan *ch;
+	if (!ep->nparked)
+		return;
+	for (size_t k = 0; (ch = hmap_next(&ep->chans, &k));) {
+		if (!ch->parked || ch->state != CH_ERRORED)
+			continue;
+		ev_timer_stop(ep->rt->loop, &ch->rejoin_timer);
+		ev_timer_set(&ch->rejoin_timer, 0., 0.);
+		ev_timer_start(ep->rt->loop, &ch->rejoin_timer);
+		return;
+	}
+}
+
 static void chan_destroy(struct chan *ch, int send_leave)
 {
 	struct endpoint *ep = ch->ep;
 	struct router *rt = ep->rt;
 	struct list_node *n, *t;
+	int held = ch->state == CH_JOINED || ch->state == CH_JOINING;
 
 	if (send_leave && (ch->state == CH_JOINING || ch->state == CH_JOINED) &&
 	    up_conn_is_open(&ch->slot->up)) {
@@ -729,12 +759,15 @@ static void chan_destroy(struct chan *ch, int send_leave)
 	ev_timer_stop(rt->loop, &ch->join_timer);
 	routes_put(ch, ROUTE_STATE_NONE); /* remembered until route_cache_ttl */
 	chan_unassign(ch);
+	chan_set_parked(ch, 0);
 	hmap_del(&ep->chans, ch->topic, ch->topic_len);
 	buf_free(&ch->params);
 	buf_free(&ch->resp);
 	buf_free(&ch->pre);
 	intern_put(ch->topic);
 	free(ch);
+	if (held)
+		ep_wake_parked(ep);
 }
 
 /* The server closed or refused the channel for good. */
@@ -822,7 +855,8 @@ static void chan_move(struct chan *ch, struct up_slot *sl)
  * no connection has room, a first join is answered with phxd's own "too
  * many channels" (as a JOIN is when the pool is known to be full), and a
  * rejoin waits for room ("parked": STATE rejoining with that reason, then
- * a try at each rejoin_backoff step). */
+ * a try when a channel of the endpoint leaves, or at each rejoin_backoff
+ * step). */
 static void chan_on_full(struct chan *ch)
 {
 	struct endpoint *ep = ch->ep;
@@ -855,7 +889,7 @@ static void chan_on_full(struct chan *ch)
 		log_warn("endpoint '%s': no upstream has room to rejoin '%s'; waiting for room",
 			 ep->conf->name, ch->topic);
 		chan_state_all(ch, "rejoining", r.p, r.len);
-		ch->parked = 1;
+		chan_set_parked(ch, 1);
 	}
 	chan_schedule_rejoin(ch);
 }
@@ -871,7 +905,7 @@ static void on_join_reply(struct chan *ch, const struct phx_msg *m)
 	if (strcmp(m->status, "ok") == 0) {
 		int rejoined = ch->ever_joined;
 		ch->state = CH_JOINED;
-		ch->parked = 0;
+		chan_set_parked(ch, 0);
 		routes_put(ch, ROUTE_STATE_JOINED);
 		ch->ever_joined = 1;
 		backoff_reset(&ch->rejoin_bo);

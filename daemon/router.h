@@ -90,6 +90,7 @@ struct endpoint {
 	uint64_t ref_seq;           /* refs for every connection of the pool */
 	SSL_CTX *ssl_ctx;
 	struct hmap chans;          /* topic → struct chan */
+	unsigned nparked;           /* chans with parked set */
 	struct hmap inflight;       /* ref → struct push sent, reply awaited */
 	struct list_node pushes;    /* every push, oldest first (deadline order) */
 	ev_timer push_timer;

@@ -330,6 +330,54 @@ START_TEST(server_limit_on_rejoin)
 }
 END_TEST
 
+/* A rejoin waiting for room tries as soon as a channel leaves its endpoint,
+ * not at its next rejoin_backoff step: here that step is a minute, longer
+ * than the test waits for any line. */
+START_TEST(parked_rejoin_wakes_on_leave)
+{
+	char extra[256];
+	it_stop_pid(env.phxd, 5000);
+	snprintf(extra, sizeof(extra), "\n[endpoint park]\nurl = ws://127.0.0.1:%d/socket\n"
+		 "pool_size = 1\nmax_channels_per_upstream = 100\nrejoin_backoff = 60000\n",
+		 env.port);
+	it_phxd_start(&env, "default_endpoint = park", extra);
+	struct it_client *c = it_connect(&env);
+	for (int t = 0; t < 3; t++) {
+		it_send(c, "JOIN wk:%d", t);
+		IT_EXPECT_PREFIX(c, "OK JOIN wk:");
+	}
+	/* back with room for 2 on the one connection: one rejoin is parked */
+	ck_assert(it_stop_pid(env.sim, 5000) >= 0);
+	close(env.sim_out);
+	it_sim_start(&env, "--max-channels 2");
+	int rejoined = 0, parked = -1, is_rejoined[3] = { 0 };
+	const char *l;
+	while ((rejoined < 2 || parked < 0) && (l = it_line(c, IT_TIMEOUT_MS))) {
+		int t = -1;
+		ck_assert_msg(sscanf(l, "STATE wk:%d ", &t) == 1 && t >= 0 && t < 3, "line '%s'", l);
+		if (strstr(l, " rejoining {\"reason\":\"too many channels\""))
+			parked = t;
+		else if (strstr(l, " rejoined "))
+			rejoined++, is_rejoined[t] = 1;
+		else
+			ck_assert_msg(strstr(l, " rejoining {\"reason\":\"disconnected\"") != NULL,
+				      "unexpected line '%s'", l);
+	}
+	ck_assert_int_eq(rejoined, 2);
+	ck_assert_int_ge(parked, 0);
+	ck_assert(!is_rejoined[parked]);
+	int leaving = parked == 0 ? 1 : 0;
+	it_send(c, "LEAVE wk:%d", leaving);
+	char want[64];
+	snprintf(want, sizeof(want), "OK LEAVE wk:%d {}", leaving);
+	IT_EXPECT(c, want);
+	snprintf(want, sizeof(want), "STATE wk:%d rejoined ", parked);
+	IT_EXPECT_PREFIX(c, want);
+	ck_assert(wait_stat("channels", 2, IT_TIMEOUT_MS));
+	it_close(c);
+}
+END_TEST
+
 /* Restart after phxd was killed (SIGKILL: no leave, the routes are left
  * joined in the segment): the routes are demoted, the topics that come back
  * go to the same connections, and those that do not expire. */
@@ -514,6 +562,7 @@ static Suite *pool_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, server_channel_limit);
 	tcase_add_test(tc, server_limit_on_rejoin);
+	tcase_add_test(tc, parked_rejoin_wakes_on_leave);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("endpoints");
