@@ -1638,6 +1638,30 @@ static void rc_backoff(unsigned tries)
 	}
 }
 
+/* The reader's side of the seqlock.  A try starts with an even seq (a write
+ * under way makes it odd: 0, try again) and its copy holds if seq has not
+ * moved since (the fence orders the copy before that second look). */
+static int rc_seq_begin(const struct rc_hdr *h, uint64_t *s1)
+{
+	*s1 = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
+	return !(*s1 & 1);
+}
+
+static int rc_seq_held(const struct rc_hdr *h, uint64_t s1)
+{
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&h->seq, __ATOMIC_RELAXED) == s1;
+}
+
+/* Before try number tries (from 1) of a copy: waits after a failed one. */
+static void rc_retry_wait(unsigned tries, unsigned *retries)
+{
+	if (tries > 1) {
+		++*retries;
+		rc_backoff(tries);
+	}
+}
+
 static uint64_t rc_mono_ms(void)
 {
 	struct timespec ts;
@@ -1673,7 +1697,7 @@ static int rc_copy_consistent(const struct rc_hdr *h, const struct rc_hdr *fx,
 	const char *base = (const char *)h;
 
 	for (*tries = 1; *tries <= ROUTE_SNAPSHOT_TRIES; ++*tries) {
-		uint64_t s1, s2;
+		uint64_t s1;
 		uint32_t hw, lhw;
 
 		if (*tries > 1) {
@@ -1683,8 +1707,7 @@ static int rc_copy_consistent(const struct rc_hdr *h, const struct rc_hdr *fx,
 			}
 			rc_backoff(*tries);
 		}
-		s1 = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
-		if (s1 & 1)
+		if (!rc_seq_begin(h, &s1))
 			continue;
 		hw = __atomic_load_n(&h->hw, __ATOMIC_RELAXED);
 		lhw = __atomic_load_n(&h->long_hw, __ATOMIC_RELAXED);
@@ -1705,9 +1728,7 @@ static int rc_copy_consistent(const struct rc_hdr *h, const struct rc_hdr *fx,
 		if (lhw && rc_copy_while(c->longs, base + fx->off_longs,
 					 (size_t)lhw * sizeof(struct rc_long), &h->seq, s1))
 			continue;
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		s2 = __atomic_load_n(&h->seq, __ATOMIC_RELAXED);
-		if (s1 == s2 && c->h.hw == hw && c->h.long_hw == lhw)
+		if (rc_seq_held(h, s1) && c->h.hw == hw && c->h.long_hw == lhw)
 			return 0;
 	}
 	if (*tries > ROUTE_SNAPSHOT_TRIES)
@@ -1824,19 +1845,13 @@ struct rc_walk {
 static int rc_read_hdr(const struct rc_hdr *h, struct rc_hdr *out, unsigned *retries)
 {
 	for (unsigned tries = 1; tries <= ROUTE_SNAPSHOT_TRIES; tries++) {
-		uint64_t s1, s2;
+		uint64_t s1;
 
-		if (tries > 1) {
-			++*retries;
-			rc_backoff(tries);
-		}
-		s1 = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
-		if (s1 & 1)
+		rc_retry_wait(tries, retries);
+		if (!rc_seq_begin(h, &s1))
 			continue;
 		memcpy(out, h, sizeof(*out));
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		s2 = __atomic_load_n(&h->seq, __ATOMIC_RELAXED);
-		if (s1 == s2)
+		if (rc_seq_held(h, s1))
 			return 0;
 	}
 	return -EAGAIN;
@@ -1891,15 +1906,11 @@ static int rc_read_ent(const struct rc_hdr *h, const struct rc_hdr *fx, uint32_t
 	struct rc_long l;
 
 	for (unsigned tries = 1; tries <= ROUTE_SNAPSHOT_TRIES; tries++) {
-		uint64_t s1, s2;
+		uint64_t s1;
 		int have_long = 0;
 
-		if (tries > 1) {
-			++*retries;
-			rc_backoff(tries);
-		}
-		s1 = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
-		if (s1 & 1)
+		rc_retry_wait(tries, retries);
+		if (!rc_seq_begin(h, &s1))
 			continue;
 		memcpy(e, src, sizeof(*e));
 		if (e->hash) {
@@ -1909,9 +1920,7 @@ static int rc_read_ent(const struct rc_hdr *h, const struct rc_hdr *fx, uint32_t
 				have_long = 1;
 			}
 		}
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		s2 = __atomic_load_n(&h->seq, __ATOMIC_RELAXED);
-		if (s1 != s2)
+		if (!rc_seq_held(h, s1))
 			continue;
 		if (!e->hash)
 			return 0;
